@@ -1,0 +1,250 @@
+"""One place for configuration: the paper's Table 3 networks and the two profiles.
+
+Book chapters: *First results* (B networks), *Instance segmentation* (M1, M2), *Two
+networks* (M3-M7), *Improving training* (augmentation sets, plateau schedule).
+
+Table 3 of Scherr et al. (2018) lists the networks the paper trained on BBBC038v1. We keep
+the paper's structure and names:
+
+* **B1-B5**: one output channel (sigmoid, BceDice) trained on the original labels. Used
+  alone (threshold) or as the *mask* network of the two-network approach.
+* **M1, M2**: three classes (softmax, CceDice) with *boundary* (M1) or *border* (M2)
+  targets; post-processed by the marker-controlled watershed.
+* **M3-M7**: three classes with the *marker* target (eroded objects, dilated borders); the
+  *marker* network of the two-network approach, paired as M3B1 ... M7B5.
+* Starred networks (``plateau=True``) quarter the learning rate after 5 epochs without
+  improvement of the validation loss.
+* B1-B4 and M1-M6 are 4-block U-Nets with F=64 in the first level; B5 and M7 have 5 blocks
+  with F=32.
+
+Where the rows differ (augmentation set a, b or none; schedule) is written out in
+:data:`TABLE3`. Profiles change only sizes and budgets, never the structure:
+
+* ``quick``: 2-core CPU, the embedded sample, small networks (one level shallower and four
+  times thinner than Table 3: 3 blocks with F=16, or 4 blocks with F=8 for B5/M7), 128x128
+  crops, a time budget per network. For CI and laptops.
+* ``full``: the paper's settings on the whole data set, for a GPU.
+
+The profile is chosen by the environment variable ``NUCLEITUT_PROFILE`` or by the
+``profile`` argument of the functions that take one; chapters are never edited for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+__all__ = ["NetworkSpec", "Profile", "TrainingConfig", "TABLE3", "PROFILES", "PAIRS", "get_profile", "training_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """One row of the paper's Table 3."""
+
+    name: str
+    target: str  #: 'binary', 'boundary', 'border' or 'marker' (see nucleitut.targets)
+    blocks: int
+    filters: int
+    augmentation: str  #: 'none', 'a' or 'b' (see nucleitut.training.AUGMENTATION_SETS)
+    plateau: bool  #: learning rate quartered after 5 plateau epochs (starred in Table 3)
+    erosion: int = 0  #: marker target: objects eroded by a disk of this radius
+    border_dilation: int = 0  #: marker target: borders dilated by a disk of this radius
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.target == "binary" else 3
+
+    @property
+    def loss(self) -> str:
+        return "bce_dice" if self.target == "binary" else "cce_dice"
+
+    @property
+    def target_params(self) -> dict:
+        if self.target == "marker":
+            return {"erosion": self.erosion, "border_dilation": self.border_dilation}
+        return {}
+
+
+def _row(name, target, blocks, filters, augmentation, plateau, erosion=0, dilation=0):
+    return NetworkSpec(name, target, blocks, filters, augmentation, plateau, erosion, dilation)
+
+
+#: The paper's Table 3 as data.
+TABLE3: dict[str, NetworkSpec] = {
+    spec.name: spec
+    for spec in [
+        _row("B1", "binary", 4, 64, "none", False),
+        _row("B2", "binary", 4, 64, "a", False),
+        _row("B3", "binary", 4, 64, "b", False),
+        _row("B4", "binary", 4, 64, "b", True),
+        _row("B5", "binary", 5, 32, "b", True),
+        _row("M1", "boundary", 4, 64, "none", False),
+        _row("M2", "border", 4, 64, "none", False),
+        _row("M3", "marker", 4, 64, "none", False, erosion=2, dilation=2),
+        _row("M4", "marker", 4, 64, "a", False, erosion=2, dilation=2),
+        _row("M5", "marker", 4, 64, "b", False, erosion=2, dilation=2),
+        _row("M6", "marker", 4, 64, "b", True, erosion=2, dilation=2),
+        _row("M7", "marker", 5, 32, "b", True, erosion=2, dilation=2),
+    ]
+}
+
+#: Two-network combinations (marker network, mask network) as in the paper's Figure 9.
+PAIRS: dict[str, tuple[str, str]] = {
+    "M3B1": ("M3", "B1"),
+    "M4B2": ("M4", "B2"),
+    "M5B3": ("M5", "B3"),
+    "M6B4": ("M6", "B4"),
+    "M7B5": ("M7", "B5"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Sizes and budgets; ``None`` means "as the paper"."""
+
+    name: str
+    data: str  #: default data source: 'sample' or 'full' (see nucleitut.data.resolve_source)
+    blocks_change: int  #: added to Table 3's number of blocks (quick: one level less)
+    filters_divisor: int  #: Table 3's F is divided by this (quick: 4, so 64 -> 16)
+    crop_size: int
+    batch_size: int
+    learning_rate: float
+    max_epochs: int
+    early_stopping_patience: int
+    plateau_patience: int
+    plateau_factor: float
+    time_budget_s: float | None  #: stop training after this many seconds (None: no limit)
+    tile_size: int
+    mixed_precision: bool
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        data="sample",
+        blocks_change=-1,
+        filters_divisor=4,
+        crop_size=128,
+        batch_size=8,
+        # Small networks on a few minutes of CPU learn too slowly at the paper's 1e-4.
+        learning_rate=1e-3,
+        max_epochs=60,
+        early_stopping_patience=10,
+        plateau_patience=5,
+        plateau_factor=0.25,
+        time_budget_s=150.0,
+        tile_size=256,
+        mixed_precision=False,
+        description="2-core CPU: embedded sample, U-Nets one level shallower and 4x thinner than Table 3 (3 blocks F=16; 4 blocks F=8 for B5/M7), 128x128 crops, 150 s per network",
+    ),
+    "full": Profile(
+        name="full",
+        data="full",
+        blocks_change=0,
+        filters_divisor=1,
+        crop_size=256,
+        batch_size=8,
+        learning_rate=1e-4,
+        max_epochs=200,
+        early_stopping_patience=10,
+        plateau_patience=5,
+        plateau_factor=0.25,
+        time_budget_s=None,
+        tile_size=256,
+        mixed_precision=True,
+        description="GPU: the paper's settings on the full data set (Table 3 networks, 256x256 crops)",
+    ),
+}
+
+
+def get_profile(profile: "str | Profile | None" = None) -> Profile:
+    """The profile named by ``profile`` or ``$NUCLEITUT_PROFILE`` (default ``quick``)."""
+    if isinstance(profile, Profile):
+        return profile
+    name = profile or os.environ.get("NUCLEITUT_PROFILE") or "quick"
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything needed to train one network in one profile (saved next to the model)."""
+
+    network: str
+    profile: str
+    target: str
+    target_params: dict
+    blocks: int
+    filters: int
+    out_channels: int
+    loss: str
+    augmentation: str
+    plateau: bool
+    crop_size: int
+    batch_size: int
+    learning_rate: float
+    beta_1: float
+    beta_2: float
+    amsgrad: bool
+    max_epochs: int
+    early_stopping_patience: int
+    plateau_patience: int
+    plateau_factor: float
+    time_budget_s: float | None
+    mixed_precision: bool
+    seed: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def get_network(name: str) -> NetworkSpec:
+    """The Table 3 row called ``name`` (``B1``..``B5``, ``M1``..``M7``)."""
+    try:
+        return TABLE3[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown network {name!r}; Table 3 has {', '.join(TABLE3)}") from None
+
+
+def training_config(network: str, profile: "str | Profile | None" = None, seed: int = 0, **overrides) -> TrainingConfig:
+    """Combine a Table 3 row with a profile; keyword arguments override single settings.
+
+    >>> training_config("M3", "quick").blocks, training_config("M3", "full").filters
+    (3, 64)
+    """
+    spec = get_network(network)
+    prof = get_profile(profile)
+    config = TrainingConfig(
+        network=spec.name,
+        profile=prof.name,
+        target=spec.target,
+        target_params=spec.target_params,
+        blocks=spec.blocks + prof.blocks_change,
+        filters=spec.filters // prof.filters_divisor,
+        out_channels=spec.out_channels,
+        loss=spec.loss,
+        augmentation=spec.augmentation,
+        plateau=spec.plateau,
+        crop_size=prof.crop_size,
+        batch_size=prof.batch_size,
+        learning_rate=prof.learning_rate,
+        beta_1=0.9,
+        beta_2=0.99,
+        amsgrad=True,
+        max_epochs=prof.max_epochs,
+        early_stopping_patience=prof.early_stopping_patience,
+        plateau_patience=prof.plateau_patience,
+        plateau_factor=prof.plateau_factor,
+        time_budget_s=prof.time_budget_s,
+        mixed_precision=prof.mixed_precision,
+        seed=seed,
+    )
+    return dataclasses.replace(config, **overrides)
