@@ -1,0 +1,472 @@
+"""Training the paper's networks: input pipeline, augmentation, callbacks, saved models.
+
+Book chapters: *First results* (training a network), *Improving training* (augmentation
+sets, plateau schedule).
+
+Everything here is Keras 3 and runs unchanged on the TensorFlow backend (CPUs, CI) and on
+the JAX backend (the GPU machines). TensorFlow-specific code (``MirroredStrategy``) sits
+behind a backend check.
+
+The settings come from :func:`nucleitut.config.training_config`: Adam with AMSGrad
+(lr 1e-4, beta1 0.9, beta2 0.99 in the full profile), batch 8, early stopping after 10
+epochs without improvement of the validation loss (best weights kept), learning rate
+quartered after 5 plateau epochs for the starred networks, a checkpoint of the best
+model, the loss history as CSV, and a backup that lets a killed run resume at its last
+epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+import keras
+
+from . import config as config_module
+from . import data as data_module
+from . import losses, targets, unet
+
+__all__ = [
+    "AUGMENTATION_SETS",
+    "augment",
+    "CropSequence",
+    "build_model",
+    "train",
+    "TrainResult",
+    "models_dir",
+    "model_dir",
+    "load_trained",
+    "trained_model",
+    "distribution_scope",
+    "available_devices",
+]
+
+#: The paper's augmentation sets (section 3.4). Set a: flips, 90° rotation, noise, scaling
+#: and blur; set b: only the geometric ones that never change pixel values.
+AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "a": ("flip_lr", "flip_ud", "rot90", "noise", "scale", "blur"),
+    "b": ("flip_lr", "flip_ud", "rot90"),
+}
+
+
+def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator):
+    """Zoom image (linear) and labels (nearest) by ``factor``; crop or pad back to size."""
+    size = labels.shape
+    zoomed_image = ndi.zoom(image, (factor, factor, 1), order=1)
+    zoomed_labels = ndi.zoom(labels, (factor, factor), order=0)
+    if factor >= 1:
+        y = int(rng.integers(0, zoomed_labels.shape[0] - size[0] + 1))
+        x = int(rng.integers(0, zoomed_labels.shape[1] - size[1] + 1))
+        return zoomed_image[y : y + size[0], x : x + size[1]], zoomed_labels[y : y + size[0], x : x + size[1]]
+    pads = [(0, size[0] - zoomed_labels.shape[0]), (0, size[1] - zoomed_labels.shape[1])]
+    return np.pad(zoomed_image, pads + [(0, 0)], mode="reflect"), np.pad(zoomed_labels, pads, mode="constant")
+
+
+def augment(
+    image: np.ndarray, labels: np.ndarray, operations: Sequence[str], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Randomly augment a crop and its labels together (paper section 3.4).
+
+    Geometric operations (``flip_lr``, ``flip_ud``, ``rot90``, ``scale``) move image and
+    labels alike, so targets computed afterwards stay consistent; ``noise`` and ``blur``
+    change only the image. Each operation is applied with probability 0.5.
+
+    Parameters
+    ----------
+    image : ndarray float32 (H, W, 3)
+        Normalised crop (see :func:`nucleitut.data.normalize`).
+    labels : ndarray int32 (H, W)
+    operations : sequence of str
+        Names from :data:`AUGMENTATION_SETS`.
+    rng : numpy Generator
+
+    Returns
+    -------
+    image, labels : augmented copies of the same shapes
+    """
+    unknown = set(operations) - set(AUGMENTATION_SETS["a"])
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
+    for op in operations:
+        if rng.random() >= 0.5:
+            continue
+        if op == "flip_lr":
+            image, labels = image[:, ::-1], labels[:, ::-1]
+        elif op == "flip_ud":
+            image, labels = image[::-1], labels[::-1]
+        elif op == "rot90":
+            k = int(rng.integers(1, 4)) if image.shape[0] == image.shape[1] else 2
+            image, labels = np.rot90(image, k), np.rot90(labels, k)
+        elif op == "scale":
+            image, labels = _rescale(image, labels, float(rng.uniform(0.8, 1.25)), rng)
+        elif op == "blur":
+            image = ndi.gaussian_filter(image, sigma=(float(rng.uniform(0.5, 1.5)),) * 2 + (0,))
+        elif op == "noise":
+            image = image + rng.normal(0, float(rng.uniform(0.01, 0.08)), size=image.shape).astype(np.float32)
+    return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(labels)
+
+
+class CropSequence(keras.utils.PyDataset):
+    """Batches of augmented crops and their targets for ``model.fit``.
+
+    Targets are computed after augmentation from the augmented labels. The order of crops
+    and every random draw depend only on ``seed``, the epoch and the batch index, so a run
+    is repeatable also with worker processes.
+
+    Parameters
+    ----------
+    crops : list of uint8 (S, S, 3)
+    crop_labels : list of int32 (S, S)
+    cfg : TrainingConfig
+    training : bool
+        Shuffle and augment (training) or not (validation).
+    drop_remainder : bool, optional
+        Leave out the last incomplete batch (default: when training). Batch normalisation
+        learns little from tiny batches, and data-parallel replicas must not get empty ones.
+    """
+
+    def __init__(self, crops, crop_labels, cfg, training=True, seed=0, drop_remainder=None, **kwargs):
+        super().__init__(**kwargs)
+        if len(crops) == 0:
+            raise ValueError("no training crops: every crop held fewer than two nuclei")
+        self.crops = crops
+        self.crop_labels = crop_labels
+        self.cfg = cfg
+        self.training = training
+        self.seed = seed
+        self.epoch = 0
+        self.operations = AUGMENTATION_SETS[cfg.augmentation] if training else ()
+        self.drop_remainder = training if drop_remainder is None else drop_remainder
+
+    def __len__(self) -> int:
+        if self.drop_remainder:
+            return max(1, len(self.crops) // self.cfg.batch_size)
+        return math.ceil(len(self.crops) / self.cfg.batch_size)
+
+    def _order(self) -> np.ndarray:
+        if not self.training:
+            return np.arange(len(self.crops))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.crops))
+
+    def __getitem__(self, index: int):
+        order = self._order()
+        picks = order[index * self.cfg.batch_size : (index + 1) * self.cfg.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+        xs, ys = [], []
+        for i in picks:
+            image = data_module.normalize(self.crops[i])
+            image, labels = augment(image, self.crop_labels[i], self.operations, rng)
+            xs.append(image)
+            ys.append(targets.make_target(labels, self.cfg.target, **self.cfg.target_params))
+        return np.stack(xs), np.stack(ys).astype(np.float32)
+
+    def on_epoch_end(self):
+        if self.training:
+            self.epoch += 1
+
+
+def build_model(cfg) -> keras.Model:
+    """U-Net and optimiser for a :class:`~nucleitut.config.TrainingConfig`, compiled."""
+    model = unet.build_unet(
+        blocks=cfg.blocks, filters=cfg.filters, out_channels=cfg.out_channels, name=f"{cfg.network}_{cfg.profile}"
+    )
+    optimizer = keras.optimizers.Adam(
+        learning_rate=cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2, amsgrad=cfg.amsgrad
+    )
+    model.compile(optimizer=optimizer, loss=losses.get_loss(cfg.loss), metrics=[losses.DiceCoefficient(name="dice")])
+    return model
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training after ``seconds`` (checked after every batch)."""
+
+    def __init__(self, seconds: float | None):
+        super().__init__()
+        self.seconds = seconds
+        self.start = None
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds is not None and time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training = True
+            self.stopped = True
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the current learning rate to the epoch logs (and so to ``history.csv``)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One short line per epoch: readable in notebooks and in logs."""
+
+    def __init__(self, n_crops: int):
+        super().__init__()
+        self.n_crops = n_crops
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        self.times.append(seconds)
+        logs = logs or {}
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        print(
+            f"epoch {epoch + 1:3d}  loss {logs.get('loss', float('nan')):.4f}  "
+            f"val_loss {logs.get('val_loss', float('nan')):.4f}  val_dice {logs.get('val_dice', float('nan')):.3f}  "
+            f"lr {lr:.2g}  {seconds:.1f} s",
+            flush=True,
+        )
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` leaves behind (also written to ``timing.json``)."""
+
+    model: keras.Model
+    directory: Path
+    epochs: int
+    seconds: float
+    ms_per_crop: float
+    best_val_loss: float
+    history: dict
+
+
+def available_devices() -> list[str]:
+    """Accelerator devices of the current backend (empty on a plain CPU)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices() if d.platform != "cpu"]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices("GPU")]
+    return []
+
+
+@contextlib.contextmanager
+def distribution_scope(devices: int | None = None):
+    """Data-parallel training on several devices through the backend's own engine.
+
+    TensorFlow: ``tf.distribute.MirroredStrategy``; JAX: ``keras.distribution.DataParallel``.
+    ``devices=None`` or 1 does nothing. Build and compile the model inside the scope. Used
+    with CPUs split into logical devices in the tests.
+    """
+    if not devices or devices <= 1:
+        yield None
+        return
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+        names = [d.name for d in tf.config.list_logical_devices(kind)][:devices]
+        strategy = tf.distribute.MirroredStrategy(names)
+        with strategy.scope():
+            yield strategy
+    elif backend == "jax":
+        import jax
+
+        chosen = keras.distribution.list_devices()[:devices]
+        distribution = keras.distribution.DataParallel(devices=chosen)
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(distribution)
+        try:
+            yield distribution
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        raise NotImplementedError(f"data-parallel training is not set up for the {backend} backend")
+
+
+def _set_precision(cfg) -> None:
+    use_mixed = cfg.mixed_precision and bool(available_devices())
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if use_mixed else "float32")
+
+
+def train(
+    cfg,
+    dataset: "data_module.Dataset",
+    directory: str | os.PathLike,
+    split: "data_module.Split | None" = None,
+    devices: int | None = None,
+    workers: int = 1,
+    verbose: bool = True,
+) -> TrainResult:
+    """Train one network; resume if ``directory`` holds an interrupted run.
+
+    Parameters
+    ----------
+    cfg : TrainingConfig
+    dataset : Dataset
+        Images and labels; ``split`` (default ``dataset.split()``) picks training and
+        validation images.
+    directory : path
+        Receives ``model.keras`` (best weights), ``config.json``, ``history.csv``,
+        ``timing.json`` and, while running, ``backup/`` for resuming.
+    devices : int, optional
+        Data-parallel training on this many devices (see :func:`distribution_scope`).
+    workers : int
+        Worker processes of the input pipeline (1: in the training process).
+
+    Returns
+    -------
+    TrainResult
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    split = split or dataset.split()
+    keras.utils.set_random_seed(cfg.seed)
+    _set_precision(cfg)
+
+    def crops_of(ids):
+        return data_module.training_crops(
+            [dataset.get(i)[0] for i in ids], [dataset.get(i)[1] for i in ids], size=cfg.crop_size
+        )
+
+    train_crops, train_labels = crops_of(split.train)
+    val_crops, val_labels = crops_of(split.val)
+    pipeline = {"workers": workers, "use_multiprocessing": workers > 1}
+    train_seq = CropSequence(train_crops, train_labels, cfg, training=True, seed=cfg.seed, **pipeline)
+    val_seq = CropSequence(
+        val_crops, val_labels, cfg, training=False, seed=cfg.seed, drop_remainder=bool(devices and devices > 1), **pipeline
+    )
+    (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+
+    with distribution_scope(devices):
+        model = build_model(cfg)
+    if verbose:
+        print(
+            f"Training {cfg.network} ({cfg.profile} profile): {cfg.blocks} blocks, F={cfg.filters}, "
+            f"{model.count_params():,} parameters, target {cfg.target}, loss {cfg.loss}, "
+            f"augmentation {cfg.augmentation}; {len(train_crops)} training / {len(val_crops)} validation "
+            f"crops of {cfg.crop_size}x{cfg.crop_size}",
+            flush=True,
+        )
+    budget = TimeBudget(cfg.time_budget_s)
+    epoch_log = EpochLog(len(train_crops))
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(directory / "backup")),
+        LearningRateLog(),
+        keras.callbacks.ModelCheckpoint(str(directory / "best.weights.h5"), save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(str(directory / "history.csv"), append=True),
+        keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience),
+        budget,
+    ]
+    if cfg.plateau:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0)
+        )
+    if verbose:
+        callbacks.append(epoch_log)
+    start = time.perf_counter()
+    history = model.fit(
+        train_seq, validation_data=val_seq, epochs=cfg.max_epochs, shuffle=False, callbacks=callbacks, verbose=0
+    )
+    seconds = time.perf_counter() - start
+    best = directory / "best.weights.h5"
+    if best.exists():
+        model.load_weights(str(best))
+    model.save(directory / "model.keras")
+    rows = _read_history(directory / "history.csv")
+    epochs = len(rows.get("epoch", []))
+    trained_crops = len(train_crops) * max(1, len(history.epoch))
+    ms_per_crop = 1000 * sum(epoch_log.times) / trained_crops if epoch_log.times else 1000 * seconds / trained_crops
+    result = TrainResult(
+        model=model,
+        directory=directory,
+        epochs=epochs,
+        seconds=seconds,
+        ms_per_crop=ms_per_crop,
+        best_val_loss=float(min(rows.get("val_loss", [math.nan]))),
+        history=rows,
+    )
+    timing = {
+        "epochs": epochs,
+        "seconds_this_run": round(seconds, 1),
+        "ms_per_crop_including_validation": round(ms_per_crop, 2),
+        "stopped_by_time_budget": budget.stopped,
+        "training_crops": len(train_crops),
+        "validation_crops": len(val_crops),
+        "backend": keras.backend.backend(),
+        "devices": available_devices() or ["cpu"],
+        "data": dataset.source,
+    }
+    (directory / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    return result
+
+
+def _read_history(path: Path) -> dict:
+    import csv
+
+    if not path.exists():
+        return {}
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
+
+
+# --------------------------------------------------------------------------------------
+# Shared trained networks
+# --------------------------------------------------------------------------------------
+
+
+def models_dir() -> Path:
+    """Where trained networks live: ``$NUCLEITUT_MODELS`` or ``<cache>/models``."""
+    env = os.environ.get("NUCLEITUT_MODELS")
+    return Path(env).expanduser() if env else data_module.cache_dir() / "models"
+
+
+def model_dir(network: str, profile: str | None = None) -> Path:
+    return models_dir() / config_module.get_profile(profile).name / network.upper()
+
+
+def load_trained(directory: str | os.PathLike) -> tuple[keras.Model, "config_module.TrainingConfig"]:
+    """Load a saved network (``safe_mode=True``) and its training configuration."""
+    directory = Path(directory)
+    model = keras.models.load_model(directory / "model.keras", safe_mode=True)
+    cfg = config_module.TrainingConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    return model, cfg
+
+
+def trained_model(
+    network: str,
+    profile: str | None = None,
+    dataset: "data_module.Dataset | None" = None,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> keras.Model:
+    """The trained network ``network`` of ``profile``: loaded if saved, else trained now.
+
+    Chapters call this so that the book trains every network once and later chapters reuse
+    it. The saved files live in :func:`model_dir`.
+    """
+    directory = model_dir(network, profile)
+    if not retrain and (directory / "model.keras").exists() and (directory / "timing.json").exists():
+        if verbose:
+            print(f"Loading {network.upper()} ({config_module.get_profile(profile).name} profile) from {directory}")
+        return load_trained(directory)[0]
+    cfg = config_module.training_config(network, profile)
+    if dataset is None:
+        dataset = data_module.load_dataset(profile=profile, verbose=verbose)
+    return train(cfg, dataset, directory, verbose=verbose).model

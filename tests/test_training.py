@@ -1,0 +1,190 @@
+"""Tests of nucleitut.training and nucleitut.config: pipeline, training, resume, backends."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nucleitut import config, data, targets, training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides):
+    values = dict(blocks=3, filters=4, crop_size=64, max_epochs=2, time_budget_s=None, batch_size=4)
+    values.update(overrides)
+    return config.training_config("M3", "quick", **values)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return data.load_dataset("sample", verbose=False, use_cache=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_split(sample):
+    split = sample.split()
+    return data.Split(split.train[:3], split.val[:1], split.test[:1])
+
+
+def test_table3_and_profiles_are_data():
+    assert list(config.TABLE3) == [f"B{i}" for i in range(1, 6)] + [f"M{i}" for i in range(1, 8)]
+    full = config.training_config("B5", "full")
+    assert (full.blocks, full.filters, full.learning_rate, full.beta_2, full.amsgrad) == (5, 32, 1e-4, 0.99, True)
+    assert (full.batch_size, full.early_stopping_patience, full.plateau_patience, full.plateau_factor) == (8, 10, 5, 0.25)
+    quick = config.training_config("B1", "quick")
+    assert (quick.blocks, quick.filters, quick.crop_size) == (3, 16, 128)
+    assert config.training_config("M7", "full").plateau and not config.training_config("M3", "full").plateau
+    assert config.training_config("M1", "full").target == "boundary"
+    with pytest.raises(ValueError, match="unknown network 'X9'"):
+        config.training_config("X9")
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        config.get_profile("fast")
+
+
+def test_profile_is_chosen_by_environment_variable(monkeypatch):
+    monkeypatch.setenv("NUCLEITUT_PROFILE", "full")
+    assert config.training_config("B1").profile == "full"
+    assert config.training_config("B1", "quick").profile == "quick"
+
+
+def test_augmentation_moves_image_and_labels_together():
+    labels = np.zeros((32, 32), np.int32)
+    labels[2:9, 3:20] = 1
+    labels[15:30, 20:25] = 2
+    image = np.repeat((labels * 0.4 - 0.5).astype(np.float32)[..., None], 3, axis=-1)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        out_image, out_labels = training.augment(image, labels, training.AUGMENTATION_SETS["b"], rng)
+        assert np.array_equal(np.round((out_image[..., 0] + 0.5) / 0.4).astype(int), out_labels)
+    changed = [training.augment(image, labels, ("scale",), np.random.default_rng(s)) for s in range(6)]
+    assert all(im.shape == (32, 32, 3) and lab.shape == (32, 32) for im, lab in changed)
+    assert any(not np.array_equal(lab, labels) for _, lab in changed)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        training.augment(image, labels, ("twist",), rng)
+
+
+def test_crop_sequence_is_repeatable_and_targets_follow_augmented_labels(sample, tiny_split):
+    cfg = tiny_config(augmentation="a")
+    crops, crop_labels = data.training_crops([sample.get(i)[0] for i in tiny_split.train],
+                                             [sample.get(i)[1] for i in tiny_split.train], size=64)
+    first = training.CropSequence(crops, crop_labels, cfg, seed=5)
+    second = training.CropSequence(crops, crop_labels, cfg, seed=5)
+    x1, y1 = first[1]
+    x2, y2 = second[1]
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert x1.shape == (4, 64, 64, 3) and y1.shape == (4, 64, 64, 3)
+    np.testing.assert_allclose(y1.sum(-1), 1.0)
+    first.on_epoch_end()
+    assert not np.array_equal(first[1][0], x1), "a new epoch draws new crops and augmentations"
+    plain = training.CropSequence(crops, crop_labels, tiny_config(), training=False, seed=5)
+    x, y = plain[0]
+    expected = targets.make_target(crop_labels[0], "marker", erosion=2, border_dilation=2)
+    assert np.array_equal(y[0], expected) and np.array_equal(x[0], data.normalize(crops[0]))
+
+
+def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split, tmp_path):
+    import keras
+
+    cfg = tiny_config(plateau=True)
+    result = training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
+    assert result.epochs == 2
+    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1] and "val_loss" in rows[0] and "learning_rate" in rows[0]
+    model, saved_cfg = training.load_trained(tmp_path)
+    assert saved_cfg == cfg
+    x = data.normalize(sample.get(tiny_split.test[0])[0][:64, :64])[None]
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(result.model(x)), atol=1e-6)
+    reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert reloaded.loss.name == "cce_dice" or "CceDice" in type(reloaded.loss).__name__
+
+
+def _run_python(code, env_extra=None, timeout=600):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+TRAIN_SCRIPT = """
+    import sys
+    from nucleitut import config, data, training
+    sample = data.load_dataset("sample", verbose=False, use_cache=False)
+    split = sample.split()
+    split = data.Split(split.train[:3], split.val[:1], split.test[:1])
+    cfg = config.training_config("B1", "quick", blocks=3, filters=4, crop_size=64, batch_size=4,
+                                 max_epochs=int(sys.argv[2]) if len(sys.argv) > 2 else {epochs}, time_budget_s=None)
+    result = training.train(cfg, sample, {directory!r}, split=split, devices={devices}, verbose=True)
+    print("EPOCHS", result.epochs)
+"""
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
+    script = TRAIN_SCRIPT.format(epochs=6, directory=str(tmp_path), devices=None)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    history = tmp_path / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(list(csv.DictReader(open(history))))
+    assert 2 <= done_before < 6, "the run must be killed in the middle"
+    assert (tmp_path / "backup").exists()
+    rerun = _run_python(script)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(history))]
+    assert epochs == list(range(6)), f"resumed run must continue the epoch count, got {epochs}"
+    assert "EPOCHS 6" in rerun.stdout
+    assert f"epoch   {done_before + 1}" in rerun.stdout and "epoch   1 " not in rerun.stdout
+
+
+def test_training_runs_on_the_jax_backend(tmp_path):
+    result = _run_python(TRAIN_SCRIPT.format(epochs=1, directory=str(tmp_path), devices=None),
+                         {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "EPOCHS 1" in result.stdout
+    check = _run_python(f"""
+        import keras
+        from nucleitut import training
+        model, cfg = training.load_trained({str(tmp_path)!r})
+        print(keras.backend.backend(), model.output_shape)
+    """, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    assert "jax (None, None, None, 1)" in check.stdout, check.stderr
+
+
+def test_data_parallel_training_on_two_logical_cpu_devices_tensorflow(tmp_path):
+    code = textwrap.dedent("""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from nucleitut import training
+        with training.distribution_scope(2) as strategy:
+            print("REPLICAS", strategy.num_replicas_in_sync)
+    """) + textwrap.dedent(TRAIN_SCRIPT.format(epochs=1, directory=str(tmp_path), devices=2))
+    result = _run_python(code, {"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "REPLICAS 2" in result.stdout and "EPOCHS 1" in result.stdout
+
+
+def test_data_parallel_training_on_two_logical_cpu_devices_jax(tmp_path):
+    code = textwrap.dedent("""
+        import keras, jax
+        from nucleitut import training
+        with training.distribution_scope(2) as distribution:
+            print("DEVICES", len(jax.devices()), type(distribution).__name__)
+    """) + textwrap.dedent(TRAIN_SCRIPT.format(epochs=1, directory=str(tmp_path), devices=2))
+    result = _run_python(code, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+                                "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DEVICES 2 DataParallel" in result.stdout and "EPOCHS 1" in result.stdout
