@@ -279,13 +279,19 @@ def _safe_member(name: str, archive: str) -> PurePosixPath:
 
 
 class _Reader:
-    """Uniform access to ``<id>/images/<id>.png`` and ``<id>/masks/*.png`` entries."""
+    """Uniform access to ``<id>/images/<id>.png`` and ``<id>/masks/*.png`` entries.
+
+    Instead of ``masks/`` an image folder may hold ``labels/<id>.png``, one instance label
+    image (16-bit PNG, 0 = background), the compact form written by ``tools/make_pack.py``
+    and the usual form of users' own annotations.
+    """
 
     def __init__(self, location: Path):
         self.location = location
         self.images: dict[str, str] = {}
         self.masks: dict[str, list[str]] = {}
         self.mask_dirs: set[str] = set()
+        self.label_images: dict[str, str] = {}
         if location.is_dir():
             self._zip = None
             self._scan_folder()
@@ -311,7 +317,7 @@ class _Reader:
             path = _safe_member(name, str(self.location))
             parts = path.parts
             for k in range(len(parts) - 1):
-                if parts[k + 1] in ("images", "masks") and k + 1 < len(parts):
+                if parts[k + 1] in ("images", "masks", "labels"):
                     image_id, kind = parts[k], parts[k + 1]
                     if kind == "masks":
                         self.mask_dirs.add(image_id)
@@ -319,6 +325,8 @@ class _Reader:
                             self.masks.setdefault(image_id, []).append(name)
                     elif kind == "images" and len(parts) == k + 3 and parts[-1] == f"{image_id}.png":
                         self.images[image_id] = name
+                    elif kind == "labels" and len(parts) == k + 3 and parts[-1] == f"{image_id}.png":
+                        self.label_images[image_id] = name
                     break
         if not self.images:
             raise DataError(f"{self.location}: no images in the Kaggle layout (<id>/images/<id>.png) found")
@@ -345,6 +353,13 @@ class _Reader:
         image_name = self.images[image_id]
         image = to_rgb_uint8(_decode_png(self.read(image_name), self.describe(image_name)), self.describe(image_name))
         folder = self.describe(str(PurePosixPath(image_name).parent.parent))
+        if image_id in self.label_images:
+            name = self.label_images[image_id]
+            labels = _decode_png(self.read(name), self.describe(name))
+            if labels.shape != image.shape[:2]:
+                raise DataError(f"{self.describe(name)}: label image size {labels.shape} differs from image size {image.shape[:2]}")
+            labels = labels.astype(np.int32)
+            return image, close_label_holes(labels, closing_radius) if closing_radius >= 0 else labels
         if image_id not in self.mask_dirs:
             raise DataError(f"{folder}: image folder has no masks/ folder")
         names = self.masks[image_id]

@@ -638,8 +638,8 @@ def predict_image(
     Parameters
     ----------
     model_or_fn : keras.Model or callable
-        A Keras model (anything with ``predict_on_batch`` is treated as one and called as
-        ``model(x, training=False)``, which works on the TensorFlow and JAX backends), or a
+        A Keras model (anything with ``predict_on_batch`` is treated as one; batches are
+        padded to ``batch_size`` so the compiled forward pass is reused), or a
         function mapping a float32 batch (n, t, t, C_in) to (n, t, t, C_out).
     image : ndarray, shape (H, W, C_in) or (H, W)
         Normalised image.
@@ -669,7 +669,12 @@ def predict_image(
         model = model_or_fn
 
         def predict_batch(batch: np.ndarray) -> np.ndarray:
-            return np.asarray(model(batch, training=False))
+            # A fixed batch shape lets the backend compile the forward pass once (JAX/XLA
+            # retraces for every new shape), so short batches are padded.
+            n = len(batch)
+            if n < batch_size:
+                batch = np.concatenate([batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)])
+            return np.asarray(model.predict_on_batch(batch), np.float32)[:n]
 
     elif callable(model_or_fn):
         predict_batch = model_or_fn

@@ -147,6 +147,8 @@ class CropSequence(keras.utils.PyDataset):
         self.epoch = 0
         self.operations = AUGMENTATION_SETS[cfg.augmentation] if training else ()
         self.drop_remainder = training if drop_remainder is None else drop_remainder
+        # Without augmentation a crop's target never changes: compute it once.
+        self._targets: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         if self.drop_remainder:
@@ -165,6 +167,12 @@ class CropSequence(keras.utils.PyDataset):
         xs, ys = [], []
         for i in picks:
             image = data_module.normalize(self.crops[i])
+            if not self.operations:
+                if i not in self._targets:
+                    self._targets[i] = targets.make_target(self.crop_labels[i], self.cfg.target, **self.cfg.target_params)
+                xs.append(image)
+                ys.append(self._targets[i])
+                continue
             image, labels = augment(image, self.crop_labels[i], self.operations, rng)
             xs.append(image)
             ys.append(targets.make_target(labels, self.cfg.target, **self.cfg.target_params))

@@ -368,26 +368,24 @@ def test_predict_image_tiles_any_size_like_a_single_pass():
     np.testing.assert_allclose(result, per_pixel_batch(image[None])[0], atol=1e-6)
 
 
-def test_predict_image_calls_keras_models_in_inference_mode():
+def test_predict_image_calls_keras_models_with_fixed_size_batches():
     _require_predict_tiled()
 
     class FakeModel:
         def __init__(self):
-            self.training_flags = []
+            self.batch_shapes = []
 
-        def predict_on_batch(self, batch):  # marks the object as a Keras model
-            raise AssertionError("predict_image should call the model directly")
-
-        def __call__(self, batch, training=None):
-            self.training_flags.append(training)
+        def predict_on_batch(self, batch):
+            self.batch_shapes.append(batch.shape)
             return per_pixel_batch(batch)
 
     model = FakeModel()
     image = np.random.default_rng(6).random((20, 24), dtype=np.float32)
-    result = predict_image(model, image, tile_size=16, overlap=4)
+    result = predict_image(model, image, tile_size=16, overlap=4, batch_size=8)
     assert result.shape == (20, 24, 1)
     np.testing.assert_allclose(result[..., 0], 2 * image, atol=1e-6)
-    assert model.training_flags and set(model.training_flags) == {False}
+    # 4 tiles, padded to one batch of 8 so a compiled forward pass is reused
+    assert model.batch_shapes == [(8, 16, 16, 1)]
 
 
 def test_predict_image_rejects_non_callable():

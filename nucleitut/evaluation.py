@@ -1,0 +1,352 @@
+"""From trained networks to scored results: pipelines, records and the Figure 9 chart.
+
+Book chapter: *Evaluation* (``book/06_evaluation``); command line: ``python -m nucleitut``.
+
+A *pipeline* is what the paper's Figure 9 scores: a single network with its
+post-processing, or a two-network combination.
+
+* ``B1`` .. ``B5``: one-channel network, threshold 0.5, connected components;
+* ``M1``, ``M2``: three classes (boundary, border), marker-controlled watershed;
+* ``M3`` .. ``M7`` alone: the same watershed on the marker network;
+* ``M3B1``, ``M6B4``, ...: two networks, markers from M and the mask from B (> 0.3).
+
+Each pipeline runs with or without test-time augmentation (TTA). :func:`evaluate` writes a
+self-describing JSON record (hardware, profile, commit, versions, date, training time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import config, data, metrics, postprocess
+
+__all__ = [
+    "Pipeline",
+    "get_pipeline",
+    "predict_probabilities",
+    "Segmenter",
+    "evaluate",
+    "environment",
+    "write_record",
+    "read_records",
+    "figure9",
+    "RESULTS_DIR",
+]
+
+#: The repository's results folder (the book reads the records there).
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """A network or a pair of networks and the post-processing that turns them into labels."""
+
+    name: str
+    networks: tuple[str, ...]
+    method: str  #: 'threshold', 'watershed' or 'two_network'
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """Parse ``B1``, ``M2`` or ``M3B1`` style names (see the module docstring)."""
+    key = name.upper()
+    if key in config.PAIRS:
+        return Pipeline(key, config.PAIRS[key], "two_network")
+    match = re.fullmatch(r"(M[1-7])(B[1-5])", key)
+    if match:
+        return Pipeline(key, (match.group(1), match.group(2)), "two_network")
+    spec = config.get_network(key)
+    return Pipeline(key, (key,), "threshold" if spec.target == "binary" else "watershed")
+
+
+def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size: int = 256) -> np.ndarray:
+    """Network output for an RGB ``uint8`` image of any size, optionally with TTA.
+
+    Returns float32 (H, W, C). With ``tta`` the four transforms of the paper (identity,
+    up-down flip, left-right flip, 90° rotation) are used: object channels averaged, the
+    border/boundary channel maximised.
+    """
+    normalised = data.normalize(image)
+    blocks = _blocks(model)
+
+    def predict(x):
+        return postprocess.predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks)
+
+    if not tta:
+        return predict(normalised)
+    channels = model.output_shape[-1]
+    return postprocess.tta_predict(predict, normalised, border_channel=2 if channels == 3 else None)
+
+
+def _blocks(model) -> int:
+    pools = [layer for layer in model.layers if "pool" in type(layer).__name__.lower()]
+    return max(1, len(pools))
+
+
+class Segmenter:
+    """Instance segmentation with a pipeline's trained networks.
+
+    Parameters
+    ----------
+    pipeline : str or Pipeline
+    profile : str, optional
+    models : dict, optional
+        Network name -> Keras model; missing ones are loaded (or trained) through
+        :func:`nucleitut.training.trained_model`.
+    """
+
+    def __init__(self, pipeline, profile=None, models=None, train_missing=True, verbose=True):
+        from . import training
+
+        self.pipeline = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
+        self.profile = config.get_profile(profile).name
+        self.models = dict(models or {})
+        for network in self.pipeline.networks:
+            if network not in self.models:
+                directory = training.model_dir(network, self.profile)
+                if not (directory / "model.keras").exists() and not train_missing:
+                    raise FileNotFoundError(f"{directory}: no trained {network} in the {self.profile} profile")
+                if not (directory / "model.keras").exists() and verbose:
+                    print(f"No trained {network} for the {self.profile} profile yet: training it now.")
+                self.models[network] = training.trained_model(network, self.profile, verbose=verbose)
+
+    def probabilities(self, image: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
+        return {n: predict_probabilities(self.models[n], image, tta) for n in self.pipeline.networks}
+
+    def labels_from(self, probs: dict[str, np.ndarray], **params) -> np.ndarray:
+        method = self.pipeline.method
+        if method == "threshold":
+            return postprocess.threshold_labels(probs[self.pipeline.networks[0]][..., 0], params.get("threshold", 0.5))
+        if method == "watershed":
+            return postprocess.watershed_labels(probs[self.pipeline.networks[0]], **params)
+        marker, mask = self.pipeline.networks
+        return postprocess.two_network_labels(probs[marker], probs[mask][..., 0], **params)
+
+    def __call__(self, image: np.ndarray, tta: bool = False, **params) -> np.ndarray:
+        """Instance labels (int32, H x W) for an RGB uint8 image."""
+        return self.labels_from(self.probabilities(image, tta), **params)
+
+
+# --------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        return commit + ("+changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("NUCLEITUT_COMMIT", "unknown")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict:
+    """Hardware, software versions, commit and date, for results records."""
+    import keras
+    import scipy
+    import skimage
+
+    from . import training
+
+    devices = training.available_devices()
+    return {
+        "hardware": {
+            "cpu": _cpu_name(),
+            "cpu_cores": os.cpu_count(),
+            "accelerators": devices or None,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "backend_version": _backend_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "scikit-image": skimage.__version__,
+        },
+        "commit": os.environ.get("NUCLEITUT_COMMIT") or _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _backend_version() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        module = __import__(backend)
+        return module.__version__
+    except Exception:
+        return "unknown"
+
+
+def evaluate(
+    pipeline: str,
+    dataset: "data.Dataset",
+    ids: Sequence[str] | None = None,
+    tta: bool = False,
+    profile: str | None = None,
+    segmenter: Segmenter | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Score a pipeline on ``ids`` (default: the test part of the data set's split).
+
+    Returns a JSON-ready record: per-image and mean Kaggle scores, mean precision/recall/F1
+    at IoU 0.5 and 0.75, split/merge/missed/spurious totals, the networks' training time per
+    crop and epochs, hardware, profile, commit, versions and date.
+    """
+    segmenter = segmenter or Segmenter(pipeline, profile, verbose=verbose)
+    ids = list(ids) if ids is not None else dataset.split().test
+    return _score(segmenter, dataset, ids, tta, lambda image_id: segmenter(dataset.get(image_id)[0], tta=tta), verbose)
+
+
+def _score(segmenter: Segmenter, dataset, ids, tta, labels_of, verbose) -> dict:
+    from . import training
+
+    profile_name = segmenter.profile
+    per_image = []
+    for image_id in ids:
+        truth = dataset.get(image_id)[1]
+        per_image.append({"id": image_id, **metrics.evaluate_image(truth, labels_of(image_id))})
+    keys = ["kaggle_score", "precision_50", "recall_50", "f1_50", "precision_75", "recall_75", "f1_75"]
+    networks = {}
+    for network in segmenter.pipeline.networks:
+        directory = training.model_dir(network, profile_name)
+        timing = json.loads((directory / "timing.json").read_text()) if (directory / "timing.json").exists() else {}
+        cfg = json.loads((directory / "config.json").read_text()) if (directory / "config.json").exists() else {}
+        networks[network] = {
+            "blocks": cfg.get("blocks"),
+            "filters": cfg.get("filters"),
+            "epochs": timing.get("epochs"),
+            "training_seconds": timing.get("seconds_this_run"),
+            "ms_per_crop": timing.get("ms_per_crop_including_validation"),
+            "trained_on": timing.get("devices"),
+        }
+    record = {
+        "pipeline": segmenter.pipeline.name,
+        "method": segmenter.pipeline.method,
+        "tta": bool(tta),
+        "profile": profile_name,
+        "data": dataset.source,
+        "n_images": len(ids),
+        "mean": {key: float(np.mean([row[key] for row in per_image])) for key in keys},
+        "totals": {key: int(sum(row[key] for row in per_image)) for key in ("split", "merged", "missed", "spurious", "n_gt", "n_pred")},
+        "networks": networks,
+        "per_image": per_image,
+        **environment(),
+    }
+    if verbose:
+        print(f"{record['pipeline']}{' + TTA' if tta else ''}: mean Kaggle score {record['mean']['kaggle_score']:.3f} on {len(ids)} images")
+    return record
+
+
+def evaluate_pipelines(
+    names: Sequence[str],
+    dataset: "data.Dataset",
+    ids: Sequence[str] | None = None,
+    tta_values: Sequence[bool] = (False, True),
+    profile: str | None = None,
+    models: dict | None = None,
+    verbose: bool = True,
+) -> list[dict]:
+    """Score several pipelines, each with and without TTA, predicting every network once.
+
+    Two-network pipelines share their networks' outputs with the single-network ones
+    (``M3``, ``B1`` and ``M3B1`` cost two networks' predictions, not four).
+    """
+    shared = dict(models or {})
+    segmenters = []
+    for name in names:
+        segmenters.append(Segmenter(name, profile, models=shared, verbose=verbose))
+        shared.update(segmenters[-1].models)
+    needed = sorted({network for segmenter in segmenters for network in segmenter.pipeline.networks})
+    ids = list(ids) if ids is not None else dataset.split().test
+    records = []
+    for tta in tta_values:
+        probs = {
+            image_id: {n: predict_probabilities(shared[n], dataset.get(image_id)[0], tta) for n in needed}
+            for image_id in ids
+        }
+        for segmenter in segmenters:
+            labels_of = lambda image_id, s=segmenter: s.labels_from(probs[image_id])  # noqa: E731
+            records.append(_score(segmenter, dataset, ids, tta, labels_of, verbose))
+    return records
+
+
+def record_name(record: dict) -> str:
+    return f"{record['profile']}_{record['pipeline']}{'_tta' if record['tta'] else ''}.json"
+
+
+def write_record(record: dict, results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
+    """Write a record as ``<results_dir>/<profile>_<pipeline>[_tta].json``."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / record_name(record)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_records(results_dir: str | os.PathLike = RESULTS_DIR, profile: str | None = None) -> list[dict]:
+    """All records in ``results_dir`` (optionally of one profile), sorted by pipeline."""
+    records = []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not a valid results record ({error})") from None
+        if "pipeline" in record and (profile is None or record.get("profile") == profile):
+            records.append(record)
+    return sorted(records, key=lambda r: (r["profile"], _pipeline_order(r["pipeline"]), r["tta"]))
+
+
+def _pipeline_order(name: str):
+    return (len(name), name)
+
+
+def figure9(records: Sequence[dict], ax=None, title: str | None = None):
+    """The paper's Figure 9: mean Kaggle score per pipeline, without and with TTA."""
+    import matplotlib.pyplot as plt
+
+    names = sorted({r["pipeline"] for r in records}, key=_pipeline_order)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 3.5))
+    width = 0.38
+    for offset, tta, colour in ((-width / 2, False, "#8da0cb"), (width / 2, True, "#fc8d62")):
+        values = []
+        for name in names:
+            match = [r for r in records if r["pipeline"] == name and r["tta"] == tta]
+            values.append(match[-1]["mean"]["kaggle_score"] if match else np.nan)
+        bars = ax.bar(np.arange(len(names)) + offset, values, width, label="with TTA" if tta else "without TTA", color=colour)
+        for bar, value in zip(bars, values):
+            if np.isfinite(value):
+                ax.text(bar.get_x() + bar.get_width() / 2, value + 0.005, f"{value:.3f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylabel("mean Kaggle score")
+    finite = [r["mean"]["kaggle_score"] for r in records]
+    ax.set_ylim(0, min(1.0, max(finite + [0.1]) * 1.2))
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,0 +1,97 @@
+"""Tests of the command line (python -m nucleitut): train, evaluate, segment, figure9."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nucleitut import data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None, timeout=900):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "nucleitut", *map(str, args)], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """B1 and M3 of the quick profile, trained for one short epoch each into a private folder."""
+    root = tmp_path_factory.mktemp("cli")
+    env = {"NUCLEITUT_MODELS": str(root / "models"), "NUCLEITUT_CACHE": str(root / "cache"), "NUCLEITUT_PROFILE": "quick"}
+    for network in ("B1", "M3"):
+        result = cli("train", network, "--epochs", 1, "--time-budget", 15, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"Saved {network}" in result.stdout and "epoch   1" in result.stdout
+    return root, env
+
+
+def test_train_writes_model_configuration_history_and_timing(trained):
+    root, _ = trained
+    directory = root / "models" / "quick" / "M3"
+    assert {"model.keras", "config.json", "history.csv", "timing.json"} <= {p.name for p in directory.iterdir()}
+    assert json.loads((directory / "config.json").read_text())["target"] == "marker"
+    assert json.loads((directory / "timing.json").read_text())["epochs"] == 1
+
+
+def test_evaluate_writes_self_describing_records_and_figure9_draws_them(trained):
+    root, env = trained
+    results = root / "results"
+    out = cli("evaluate", "M3B1", "--tta", "both", "--results", results, "--no-train", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = sorted(results.glob("*.json"))
+    assert [p.name for p in records] == ["quick_M3B1.json", "quick_M3B1_tta.json"]
+    record = json.loads(records[1].read_text())
+    assert record["tta"] is True and record["method"] == "two_network" and record["profile"] == "quick"
+    assert record["n_images"] == len(data.sample_split().test) == len(record["per_image"])
+    assert 0.0 <= record["mean"]["kaggle_score"] <= 1.0
+    assert np.isclose(record["mean"]["kaggle_score"], np.mean([r["kaggle_score"] for r in record["per_image"]]))
+    for key in ("hardware", "versions", "commit", "date", "networks", "totals"):
+        assert key in record
+    assert record["networks"]["M3"]["epochs"] == 1 and record["networks"]["B1"]["ms_per_crop"] > 0
+    figure = root / "figure9.png"
+    drawn = cli("figure9", "--results", results, "--out", figure, env=env)
+    assert drawn.returncode == 0, drawn.stderr
+    assert Image.open(figure).size[0] > 300
+
+
+def test_segment_handles_a_folder_of_odd_images(trained, tmp_path):
+    _, env = trained
+    sample = data.load_dataset("sample", verbose=False, use_cache=False)
+    image = sample.images[0]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    gray16 = (image[..., 0].astype(np.uint16) * 16)[:100, :150]
+    import tifffile
+
+    tifffile.imwrite(folder / "gray16.tif", gray16)
+    Image.fromarray(image[:77, :93]).save(folder / "small_rgb.jpg", quality=95)
+    Image.fromarray(np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(image[..., 0]).save(folder / "gray8.png")
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    (folder / "notes.txt").write_text("ignored: not an image")
+    out = cli("segment", folder, tmp_path / "labels", "--pipeline", "M3B1", "--overlay", env=env)
+    assert out.returncode == 1, "an unreadable image makes the run fail after the others are written"
+    assert "broken.png: cannot decode image" in out.stderr
+    written = {p.name for p in (tmp_path / "labels").iterdir()}
+    assert {"gray16.png", "small_rgb.png", "rgba.png", "gray8.png", "gray8_overlay.png"} <= written
+    labels = Image.open(tmp_path / "labels" / "gray16.png")
+    assert labels.size == (150, 100) and np.asarray(labels).dtype == np.uint16
+    assert np.asarray(Image.open(tmp_path / "labels" / "small_rgb.png")).shape == (77, 93)
+
+
+def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
+    _, env = trained
+    unknown = cli("train", "B9", env=env)
+    assert unknown.returncode == 2 and "unknown network 'B9'" in unknown.stderr
+    missing = cli("evaluate", "M2", "--no-train", "--results", tmp_path, env=env)
+    assert missing.returncode == 2 and "no trained M2 in the quick profile" in missing.stderr
+    nothing = cli("figure9", "--results", tmp_path / "empty", env=env)
+    assert nothing.returncode == 2 and "no results records" in nothing.stderr
