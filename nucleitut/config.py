@@ -27,6 +27,8 @@ Where the rows differ (augmentation set a, b or none; schedule) is written out i
 
 The profile is chosen by the environment variable ``NUCLEITUT_PROFILE`` or by the
 ``profile`` argument of the functions that take one; chapters are never edited for it.
+``NUCLEITUT_TIME_BUDGET`` (seconds per network, 0 for none) overrides the profile's
+training time budget, for example to try a chapter in a hurry.
 """
 
 from __future__ import annotations
@@ -222,6 +224,9 @@ def training_config(network: str, profile: "str | Profile | None" = None, seed: 
     """
     spec = get_network(network)
     prof = get_profile(profile)
+    budget = os.environ.get("NUCLEITUT_TIME_BUDGET")
+    if budget:  # a teacher's or a test's shortcut: seconds of training per network
+        prof = dataclasses.replace(prof, time_budget_s=float(budget) if float(budget) > 0 else None)
     config = TrainingConfig(
         network=spec.name,
         profile=prof.name,
