@@ -264,7 +264,7 @@ def available_devices() -> list[str]:
     if backend == "jax":
         import jax
 
-        return [str(d) for d in jax.devices() if d.platform != "cpu"]
+        return [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -343,6 +343,10 @@ def train(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "backup").exists():
+        # A fresh run (not a resumed one): earlier files in this folder belong to another run.
+        for name in ("history.csv", "best.weights.h5", "timing.json", "model.keras"):
+            (directory / name).unlink(missing_ok=True)
     split = split or dataset.split()
     keras.utils.set_random_seed(cfg.seed)
     _set_precision(cfg)

@@ -98,6 +98,8 @@ def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split,
     assert result.epochs == 2
     rows = list(csv.DictReader(open(tmp_path / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1] and "val_loss" in rows[0] and "learning_rate" in rows[0]
+    again = training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
+    assert again.epochs == 2, "a fresh run in the same folder starts a new history"
     model, saved_cfg = training.load_trained(tmp_path)
     assert saved_cfg == cfg
     x = data.normalize(sample.get(tiny_split.test[0])[0][:64, :64])[None]

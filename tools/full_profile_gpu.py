@@ -81,7 +81,7 @@ def main() -> None:
     log(f"backend {keras.backend.backend()}, devices {training.available_devices() or ['cpu']}")
     env = evaluation.environment()
     (out / "environment.json").write_text(json.dumps(env, indent=1))
-    bench = {} if args.smoke else benchmark(args.bench_steps)
+    bench = {} if args.smoke or args.bench_steps == 0 else benchmark(args.bench_steps)
     (out / "benchmark.json").write_text(json.dumps({"ms_per_crop_train_step_batch8_256x256": bench, **env}, indent=1))
 
     dataset = data.load_dataset(profile="full")
