@@ -50,7 +50,7 @@ def run(command: list[str], env: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=["book", "test"])
-    parser.add_argument("--profile", choices=["quick", "full"], default=os.environ.get("NUCLEITUT_PROFILE", "quick"))
+    parser.add_argument("--profile", choices=["quick", "full", "cpu"], default=os.environ.get("NUCLEITUT_PROFILE", "quick"))
     parser.add_argument("--data", help="folder, zip or URL of BBBC038v1 stage1_train (sets NUCLEITUT_DATA)")
     parser.add_argument("extra", nargs="*", help="arguments passed on (after --)")
     args = parser.parse_args(argv)

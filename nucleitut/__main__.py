@@ -23,7 +23,7 @@ IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=["quick", "full"], help="default: $NUCLEITUT_PROFILE or quick")
+    parser.add_argument("--profile", choices=["quick", "full", "cpu"], help="default: $NUCLEITUT_PROFILE or quick")
     parser.add_argument("--models", help="folder of trained networks (sets NUCLEITUT_MODELS)")
 
 
@@ -61,12 +61,13 @@ def cmd_evaluate(args) -> int:
     dataset = data.load_dataset(args.data, profile=profile)
     ids = None if args.ids == "test" else dataset.ids
     tta_values = {"no": [False], "yes": [True], "both": [False, True]}[args.tta]
-    for name in args.pipelines:
-        segmenter = evaluation.Segmenter(name, profile, train_missing=not args.no_train)
-        for tta in tta_values:
-            record = evaluation.evaluate(name, dataset, ids=ids, tta=tta, segmenter=segmenter)
-            path = evaluation.write_record(record, args.results)
-            print(f"  record: {path}")
+    shared = {}
+    for name in args.pipelines:  # load (or train) every network first; fail early on a missing one
+        shared.update(evaluation.Segmenter(name, profile, models=shared, train_missing=not args.no_train).models)
+    records = evaluation.evaluate_pipelines(args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared)
+    for record in records:
+        path = evaluation.write_record(record, args.results)
+        print(f"  record: {path}")
     return 0
 
 

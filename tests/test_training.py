@@ -41,6 +41,8 @@ def test_table3_and_profiles_are_data():
     assert (full.batch_size, full.early_stopping_patience, full.plateau_patience, full.plateau_factor) == (8, 10, 5, 0.25)
     quick = config.training_config("B1", "quick")
     assert (quick.blocks, quick.filters, quick.crop_size) == (3, 16, 128)
+    cpu = config.training_config("M3", "cpu")
+    assert (cpu.blocks, cpu.filters, cpu.time_budget_s, config.get_profile("cpu").data) == (4, 16, 900.0, "full")
     assert config.training_config("M7", "full").plateau and not config.training_config("M3", "full").plateau
     assert config.training_config("M1", "full").target == "boundary"
     with pytest.raises(ValueError, match="unknown network 'X9'"):
