@@ -65,7 +65,9 @@ def _conv_bn_relu(x, filters: int, name: str):
             filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
             name=f"{name}_conv{step}",
         )(x)
-        x = layers.BatchNormalization(name=f"{name}_bn{step}")(x)
+        # Momentum 0.9 (Keras' default is 0.99): the running statistics used for prediction
+        # then follow the weights within a few dozen steps, which short CPU trainings need.
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{step}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{step}")(x)
     return x
 

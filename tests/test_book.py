@@ -1,0 +1,53 @@
+"""The book: chapters are committed clean, and the HTML book builds with warnings as errors.
+
+The chapters themselves run under nbval (``pytest --nbval-lax book``, part of the README's
+test command), before this file, so the networks they train are shared with the build.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def test_every_chapter_is_in_the_table_of_contents():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert len(CHAPTERS) == 8
+    for chapter in CHAPTERS:
+        assert f"book/{chapter.stem}" in toc
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapters_are_committed_without_outputs_except_checked_cells(chapter):
+    notebook = nbformat.read(chapter, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "notebook.setup()" in code[0].source, "the first code cell prints profile and data"
+    for cell in code:
+        if cell.source.lstrip().startswith(MARK):
+            assert cell.outputs, f"{chapter.name}: a checked cell needs a stored output for nbval to compare"
+        else:
+            assert not cell.outputs, f"{chapter.name}: outputs must be stripped (tools/strip_outputs.py)"
+    titles = [line for c in notebook.cells if c.cell_type == "markdown" for line in c.source.splitlines() if re.match(r"# ", line)]
+    assert len(titles) == 1, f"{chapter.name}: exactly one '# ' title"
+
+
+@pytest.mark.slow
+def test_html_book_builds_with_warnings_as_errors():
+    env = dict(os.environ)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    html = ROOT / "_build" / "html"
+    for chapter in CHAPTERS:
+        page = (html / "book" / f"{chapter.stem}.html").read_text()
+        assert page.count("<img") >= 2, f"{chapter.stem}: the built page shows figures"
+        assert "Traceback (most recent call last)" not in page, f"{chapter.stem}: an error cell was rendered"
