@@ -609,6 +609,29 @@ def _load_cache(folder: Path):
     return ids, images, labels
 
 
+def _load_chunk(path: Path, ids: list[str], closing_radius: int):
+    reader = _Reader(path)
+    try:
+        return [reader.load(i, closing_radius) for i in ids]
+    finally:
+        reader.close()
+
+
+def _load_parallel(path: Path, ids: list[str], closing_radius: int, workers: int):
+    """Decode in ``workers`` processes (PNG decoding holds Python's global lock)."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    chunks = [ids[i :: workers * 4] for i in range(workers * 4)]
+    context = multiprocessing.get_context("spawn")  # safe with threads of TensorFlow/JAX
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        results = list(pool.map(_load_chunk, [path] * len(chunks), chunks, [closing_radius] * len(chunks)))
+    decoded = {}
+    for chunk, pairs in zip(chunks, results):
+        decoded.update(zip(chunk, pairs))
+    return [decoded[i] for i in ids]
+
+
 def load_dataset(
     source: str | os.PathLike | None = None,
     profile: str | None = None,
@@ -657,7 +680,12 @@ def load_dataset(
             missing = [i for i in all_ids if i not in reader.images]
             if missing:
                 raise DataError(f"{path}: image ids not found: {', '.join(missing[:3])}")
-            pairs = [reader.load(i, closing_radius) for i in all_ids]
+            workers = min(4, os.cpu_count() or 1) if len(all_ids) >= 64 else 1
+            if workers > 1:
+                reader.close()
+                pairs = _load_parallel(path, all_ids, closing_radius, workers)
+            else:
+                pairs = [reader.load(i, closing_radius) for i in all_ids]
         finally:
             reader.close()
         images = [p[0] for p in pairs]
@@ -823,7 +851,8 @@ def predict_tiled(
         Tile edge; rounded up to a multiple of ``multiple``.
     overlap : int
         Pixels shared by neighbouring tiles; each tile's outer ``overlap // 2`` pixels are
-        discarded, which removes the tiles' boundary effects.
+        discarded, which removes the tiles' boundary effects. The image itself is first
+        padded by ``overlap // 2`` mirrored pixels on every side for the same reason.
     multiple : int
         Network input sizes must be divisible by this (``2 ** blocks``). Images smaller than
         a tile or not divisible are padded by reflection, and the padding is cut off again.
@@ -838,6 +867,13 @@ def predict_tiled(
     height, width = image.shape[:2]
     tile = int(np.ceil(tile_size / multiple) * multiple)
     margin = overlap // 2
+    if margin:
+        # The image's own edges get the same treatment as the seams between tiles: a
+        # mirrored margin, so the network's zero padding never touches real pixels there.
+        mode = "reflect" if min(height, width) > margin else "symmetric"
+        image = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode=mode)
+    inner_h, inner_w = height, width
+    height, width = image.shape[:2]
     # Small images get a smaller tile (still a multiple) instead of a lot of padding.
     tile_h = min(tile, int(np.ceil(height / multiple) * multiple))
     tile_w = min(tile, int(np.ceil(width / multiple) * multiple))
@@ -854,4 +890,4 @@ def predict_tiled(
             output = np.zeros(padded.shape[:2] + (result.shape[-1],), np.float32)
         for (r, c), pred in zip(chunk, result):
             output[r[1] : r[2], c[1] : c[2]] = pred[r[1] - r[0] : r[2] - r[0], c[1] - c[0] : c[2] - c[0]]
-    return output[:height, :width]
+    return output[margin : margin + inner_h, margin : margin + inner_w]

@@ -13,13 +13,17 @@ __all__ = ["label_colours", "colour_labels", "overlay", "show_row", "error_image
 
 
 def label_colours(n: int, seed: int = 7) -> np.ndarray:
-    """``n`` well-separated random colours (float RGB in [0.25, 1]) for instance labels."""
-    rng = np.random.default_rng(seed)
-    hues = (np.arange(n) * 0.618033988749895 + rng.random()) % 1.0
+    """Colours (float RGB) for labels 1..n; label i gets the same colour whatever n is.
+
+    Hues step by the golden ratio so that neighbouring ids differ strongly.
+    """
     import matplotlib.colors as mcolors
 
-    hsv = np.stack([hues, 0.55 + 0.4 * rng.random(n), 0.75 + 0.25 * rng.random(n)], axis=-1)
-    return mcolors.hsv_to_rgb(hsv)
+    ids = np.arange(1, n + 1)
+    hues = (ids * 0.618033988749895 + 0.1 * seed) % 1.0
+    saturation = 0.55 + 0.4 * ((ids * 0.7548776662) % 1.0)
+    value = 0.75 + 0.25 * ((ids * 0.5698402910) % 1.0)
+    return mcolors.hsv_to_rgb(np.stack([hues, saturation, value], axis=-1))
 
 
 def colour_labels(labels: np.ndarray, background=(0.0, 0.0, 0.0)) -> np.ndarray:
