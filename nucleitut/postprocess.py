@@ -632,19 +632,22 @@ def predict_image(
     overlap: int = 32,
     multiple: int = 16,
     batch_size: int = 8,
+    pad_batches: bool | None = None,
 ) -> np.ndarray:
     """Predict an image of any size with overlapping tiles (the data module's tiling).
 
     Parameters
     ----------
     model_or_fn : keras.Model or callable
-        A Keras model (anything with ``predict_on_batch`` is treated as one; batches are
-        padded to ``batch_size`` so the compiled forward pass is reused), or a
+        A Keras model (anything with ``predict_on_batch`` is treated as one), or a
         function mapping a float32 batch (n, t, t, C_in) to (n, t, t, C_out).
     image : ndarray, shape (H, W, C_in) or (H, W)
         Normalised image.
     tile_size, overlap, multiple, batch_size : int
         Passed to :func:`nucleitut.data.predict_tiled`.
+    pad_batches : bool, optional
+        Pad short batches of a Keras model to ``batch_size`` (default: on the JAX backend,
+        where every new batch shape costs a compilation).
 
     Returns
     -------
@@ -668,11 +671,17 @@ def predict_image(
     if hasattr(model_or_fn, "predict_on_batch"):
         model = model_or_fn
 
+        if pad_batches is None:
+            import keras
+
+            pad_batches = keras.backend.backend() == "jax"
+
         def predict_batch(batch: np.ndarray) -> np.ndarray:
-            # A fixed batch shape lets the backend compile the forward pass once (JAX/XLA
-            # retraces for every new shape), so short batches are padded.
+            # On JAX a fixed batch shape lets XLA compile the forward pass once (it compiles
+            # again for every new shape), so short batches are padded there. TensorFlow on a
+            # CPU would pay for the padded tiles, so it gets the batch as it is.
             n = len(batch)
-            if n < batch_size:
+            if pad_batches and n < batch_size:
                 batch = np.concatenate([batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)])
             return np.asarray(model.predict_on_batch(batch), np.float32)[:n]
 

@@ -381,11 +381,14 @@ def test_predict_image_calls_keras_models_with_fixed_size_batches():
 
     model = FakeModel()
     image = np.random.default_rng(6).random((20, 24), dtype=np.float32)
-    result = predict_image(model, image, tile_size=16, overlap=4, batch_size=8)
+    result = predict_image(model, image, tile_size=16, overlap=4, batch_size=8, pad_batches=True)
     assert result.shape == (20, 24, 1)
     np.testing.assert_allclose(result[..., 0], 2 * image, atol=1e-6)
     # 4 tiles, padded to one batch of 8 so a compiled forward pass is reused
     assert model.batch_shapes == [(8, 16, 16, 1)]
+    unpadded = predict_image(model, image, tile_size=16, overlap=4, batch_size=8, pad_batches=False)
+    np.testing.assert_array_equal(unpadded, result)
+    assert model.batch_shapes[-1] == (4, 16, 16, 1)
 
 
 def test_predict_image_rejects_non_callable():
