@@ -4,6 +4,7 @@ Examples::
 
     python -m nucleitut train M3 --profile quick
     python -m nucleitut evaluate M3B1 M2 --tta both
+    python -m nucleitut evaluate M6B4 --tune      # thresholds chosen on the validation split
     python -m nucleitut segment my_images/ my_labels/ --overlay
     python -m nucleitut figure9 --out figure9.png
 
@@ -64,7 +65,16 @@ def cmd_evaluate(args) -> int:
     shared = {}
     for name in args.pipelines:  # load (or train) every network first; fail early on a missing one
         shared.update(evaluation.Segmenter(name, profile, models=shared, train_missing=not args.no_train).models)
-    records = evaluation.evaluate_pipelines(args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared)
+    tune_on = None
+    if args.tune:
+        tune_on = dataset.split().val
+        if not tune_on or args.ids == "all":
+            print("error: --tune chooses post-processing settings on the validation split; "
+                  "it needs one and cannot be combined with --ids all", file=sys.stderr)
+            return 2
+    records = evaluation.evaluate_pipelines(
+        args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared, tune_on=tune_on
+    )
     for record in records:
         path = evaluation.write_record(record, args.results)
         print(f"  record: {path}")
@@ -188,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ids", choices=["test", "all"], default="test", help="test split or every image of --data")
     evaluate.add_argument("--results", default="results", help="folder for the records (default: ./results)")
     evaluate.add_argument("--no-train", action="store_true", help="fail instead of training missing networks")
+    evaluate.add_argument(
+        "--tune", action="store_true",
+        help="also score with thresholds and size priors chosen on the validation split (records *_tuned.json)",
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
     segment = commands.add_parser("segment", help="segment every image in a folder; writes 16-bit label PNGs")

@@ -40,6 +40,11 @@ __all__ = [
     "write_record",
     "read_records",
     "figure9",
+    "is_tuned",
+    "record_label",
+    "tune_postprocessing",
+    "POSTPROCESS_DEFAULTS",
+    "POSTPROCESS_GRID",
     "RESULTS_DIR",
 ]
 
@@ -56,6 +61,18 @@ POSTPROCESS_DEFAULTS = {
     "watershed": {"mask_threshold": 0.3, "marker_threshold": 0.6, "min_marker_area": 3, "min_area": 15},
     "two_network": {"mask_threshold": 0.3, "marker_threshold": 0.6, "min_marker_area": 3, "min_area": 15},
 }
+
+#: Candidate settings for :func:`tune_postprocessing` (every combination is tried).
+POSTPROCESS_GRID = {
+    "threshold": {"threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_area": (15, 30)},
+    "watershed": {
+        "mask_threshold": (0.3, 0.4, 0.5),
+        "marker_threshold": (0.4, 0.5, 0.6, 0.7),
+        "min_marker_area": (3, 10),
+        "min_area": (15, 30),
+    },
+}
+POSTPROCESS_GRID["two_network"] = POSTPROCESS_GRID["watershed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +130,18 @@ class Segmenter:
     models : dict, optional
         Network name -> Keras model; missing ones are loaded (or trained) through
         :func:`nucleitut.training.trained_model`.
+    settings : dict, optional
+        Post-processing settings replacing some of :data:`POSTPROCESS_DEFAULTS`.
     """
 
-    def __init__(self, pipeline, profile=None, models=None, train_missing=True, verbose=True):
+    def __init__(self, pipeline, profile=None, models=None, train_missing=True, verbose=True, settings=None):
         from . import training
 
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
+        #: Post-processing settings that replace :data:`POSTPROCESS_DEFAULTS` (see
+        #: :func:`tune_postprocessing`); ``chosen_on`` says where they come from.
+        self.settings = dict(settings or {})
+        self.chosen_on = "defaults" if not settings else "given"
         self.profile = config.get_profile(profile).name
         self.models = dict(models or {})
         for network in self.pipeline.networks:
@@ -137,7 +160,7 @@ class Segmenter:
         """Instance labels from the networks' outputs; ``params`` override the post-processing
         settings (:data:`POSTPROCESS_DEFAULTS`)."""
         method = self.pipeline.method
-        settings = {**POSTPROCESS_DEFAULTS[method], **params}
+        settings = {**POSTPROCESS_DEFAULTS[method], **self.settings, **params}
         if method == "threshold":
             return postprocess.threshold_labels(probs[self.pipeline.networks[0]][..., 0], **settings)
         if method == "watershed":
@@ -268,12 +291,69 @@ def _score(segmenter: Segmenter, dataset, ids, tta, labels_of, verbose) -> dict:
         "mean": {key: float(np.mean([row[key] for row in per_image])) for key in keys},
         "totals": {key: int(sum(row[key] for row in per_image)) for key in ("split", "merged", "missed", "spurious", "n_gt", "n_pred")},
         "networks": networks,
+        "postprocess": {
+            "settings": {**POSTPROCESS_DEFAULTS[segmenter.pipeline.method], **segmenter.settings},
+            "chosen_on": segmenter.chosen_on,
+        },
         "per_image": per_image,
         **environment(),
     }
     if verbose:
         print(f"{record['pipeline']}{' + TTA' if tta else ''}: mean Kaggle score {record['mean']['kaggle_score']:.3f} on {len(ids)} images")
     return record
+
+
+def tune_postprocessing(
+    segmenter: Segmenter,
+    probs: dict,
+    truths: dict,
+    grid: dict | None = None,
+) -> dict:
+    """Choose a pipeline's post-processing settings on images whose networks' outputs are known.
+
+    Every combination of ``grid`` (default: :data:`POSTPROCESS_GRID` of the pipeline's
+    method) is scored with the mean Kaggle score over the images; the best one wins (ties:
+    the first in grid order). Use validation images, never the test images you report.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+    probs : dict
+        Image id -> ``{network: output}`` as returned by :meth:`Segmenter.probabilities`.
+    truths : dict
+        Image id -> true instance labels.
+    grid : dict, optional
+        Setting name -> candidate values.
+
+    Returns
+    -------
+    dict
+        ``settings`` (the best combination), ``score`` (its mean score), ``default_score``
+        (the score of :data:`POSTPROCESS_DEFAULTS`), ``n_images`` and ``table`` (every
+        combination with its score).
+    """
+    import itertools
+
+    if not probs:
+        raise ValueError("tune_postprocessing needs at least one image")
+    grid = grid or POSTPROCESS_GRID[segmenter.pipeline.method]
+    names = list(grid)
+
+    def mean_score(settings):
+        return float(np.mean([metrics.kaggle_score(truths[i], segmenter.labels_from(probs[i], **settings)) for i in probs]))
+
+    table = [
+        {"settings": dict(zip(names, values)), "score": mean_score(dict(zip(names, values)))}
+        for values in itertools.product(*(grid[name] for name in names))
+    ]
+    best = max(table, key=lambda row: row["score"])  # max keeps the first of equal scores
+    return {
+        "settings": best["settings"],
+        "score": best["score"],
+        "default_score": mean_score(POSTPROCESS_DEFAULTS[segmenter.pipeline.method]),
+        "n_images": len(probs),
+        "table": table,
+    }
 
 
 def evaluate_pipelines(
@@ -284,11 +364,18 @@ def evaluate_pipelines(
     profile: str | None = None,
     models: dict | None = None,
     verbose: bool = True,
+    tune_on: Sequence[str] | None = None,
 ) -> list[dict]:
     """Score several pipelines, each with and without TTA, predicting every network once.
 
     Two-network pipelines share their networks' outputs with the single-network ones
     (``M3``, ``B1`` and ``M3B1`` cost two networks' predictions, not four).
+
+    With ``tune_on`` (image ids, normally the validation split) each pipeline gets a second
+    record: its post-processing settings chosen on those images (:func:`tune_postprocessing`,
+    separately with and without TTA) and then used on ``ids``. The records say which
+    settings they used and where they come from (``postprocess``); tuned ones are named
+    ``..._tuned.json``.
     """
     shared = dict(models or {})
     segmenters = []
@@ -297,20 +384,51 @@ def evaluate_pipelines(
         shared.update(segmenters[-1].models)
     needed = sorted({network for segmenter in segmenters for network in segmenter.pipeline.networks})
     ids = list(ids) if ids is not None else dataset.split().test
+    if tune_on is not None:
+        tune_on = list(tune_on)
+        if not tune_on:
+            raise ValueError("tune_on is empty: post-processing settings need validation images to be chosen on")
+        if set(tune_on) & set(ids):
+            raise ValueError("tune_on and the scored images overlap: choose settings on other images than you score")
+
+    def outputs(image_ids, tta):
+        return {i: {n: predict_probabilities(shared[n], dataset.get(i)[0], tta) for n in needed} for i in image_ids}
+
     records = []
     for tta in tta_values:
-        probs = {
-            image_id: {n: predict_probabilities(shared[n], dataset.get(image_id)[0], tta) for n in needed}
-            for image_id in ids
-        }
+        probs = outputs(ids, tta)
+        if tune_on is not None:
+            tune_probs = outputs(tune_on, tta)
+            truths = {i: dataset.get(i)[1] for i in tune_on}
         for segmenter in segmenters:
             labels_of = lambda image_id, s=segmenter: s.labels_from(probs[image_id])  # noqa: E731
             records.append(_score(segmenter, dataset, ids, tta, labels_of, verbose))
+            if tune_on is not None:
+                tuned = tune_postprocessing(segmenter, tune_probs, truths)
+                chosen = Segmenter(segmenter.pipeline, segmenter.profile, models=segmenter.models, settings=tuned["settings"])
+                chosen.chosen_on = (
+                    f"validation: best mean score over {tuned['n_images']} images "
+                    f"({tuned['score']:.3f}; defaults {tuned['default_score']:.3f})"
+                )
+                if verbose:
+                    print(f"{chosen.pipeline.name}{' + TTA' if tta else ''}: settings {tuned['settings']} chosen on {chosen.chosen_on}")
+                labels_of = lambda image_id, s=chosen: s.labels_from(probs[image_id])  # noqa: E731
+                records.append(_score(chosen, dataset, ids, tta, labels_of, verbose))
     return records
 
 
+def is_tuned(record: dict) -> bool:
+    """Whether a record's post-processing settings were chosen on validation images."""
+    return record.get("postprocess", {}).get("chosen_on", "defaults").startswith("validation")
+
+
+def record_label(record: dict) -> str:
+    """The pipeline's name as Figure 9 shows it (``M3B1`` or ``M3B1 tuned``)."""
+    return record["pipeline"] + (" tuned" if is_tuned(record) else "")
+
+
 def record_name(record: dict) -> str:
-    return f"{record['profile']}_{record['pipeline']}{'_tta' if record['tta'] else ''}.json"
+    return f"{record['profile']}_{record['pipeline']}{'_tta' if record['tta'] else ''}{'_tuned' if is_tuned(record) else ''}.json"
 
 
 def write_record(record: dict, results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
@@ -332,31 +450,35 @@ def read_records(results_dir: str | os.PathLike = RESULTS_DIR, profile: str | No
             raise ValueError(f"{path}: not a valid results record ({error})") from None
         if "pipeline" in record and (profile is None or record.get("profile") == profile):
             records.append(record)
-    return sorted(records, key=lambda r: (r["profile"], _pipeline_order(r["pipeline"]), r["tta"]))
+    return sorted(records, key=lambda r: (r["profile"], _pipeline_order(record_label(r)), r["tta"]))
 
 
 def _pipeline_order(name: str):
-    return (len(name), name)
+    base = name.split()[0]
+    return (len(base), base, name)
 
 
 def figure9(records: Sequence[dict], ax=None, title: str | None = None):
-    """The paper's Figure 9: mean Kaggle score per pipeline, without and with TTA."""
+    """The paper's Figure 9: mean Kaggle score per pipeline, without and with TTA.
+
+    Records whose post-processing was tuned on validation images get their own bars
+    (``M3B1 tuned``)."""
     import matplotlib.pyplot as plt
 
-    names = sorted({r["pipeline"] for r in records}, key=_pipeline_order)
+    names = sorted({record_label(r) for r in records}, key=_pipeline_order)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 3.5))
     width = 0.38
     for offset, tta, colour in ((-width / 2, False, "#8da0cb"), (width / 2, True, "#fc8d62")):
         values = []
         for name in names:
-            match = [r for r in records if r["pipeline"] == name and r["tta"] == tta]
+            match = [r for r in records if record_label(r) == name and r["tta"] == tta]
             values.append(match[-1]["mean"]["kaggle_score"] if match else np.nan)
         bars = ax.bar(np.arange(len(names)) + offset, values, width, label="with TTA" if tta else "without TTA", color=colour)
         for bar, value in zip(bars, values):
             if np.isfinite(value):
                 ax.text(bar.get_x() + bar.get_width() / 2, value + 0.005, f"{value:.3f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_xticks(np.arange(len(names)), [name.replace(" ", "\n") for name in names])
     ax.set_ylabel("mean Kaggle score")
     finite = [r["mean"]["kaggle_score"] for r in records]
     ax.set_ylim(0, min(1.0, max(finite + [0.1]) * 1.2))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nucleitut import data
+from nucleitut import data, evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,23 @@ def test_evaluate_writes_self_describing_records_and_figure9_draws_them(trained)
     drawn = cli("figure9", "--results", results, "--out", figure, env=env)
     assert drawn.returncode == 0, drawn.stderr
     assert Image.open(figure).size[0] > 300
+
+
+def test_evaluate_tune_chooses_settings_on_validation_images(trained, tmp_path):
+    _, env = trained
+    out = cli("evaluate", "M3B1", "--tta", "no", "--tune", "--results", tmp_path, "--no-train", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["quick_M3B1.json", "quick_M3B1_tuned.json"]
+    assert json.loads((tmp_path / "quick_M3B1.json").read_text())["postprocess"] == {
+        "settings": evaluation.POSTPROCESS_DEFAULTS["two_network"], "chosen_on": "defaults"}
+    record = json.loads((tmp_path / "quick_M3B1_tuned.json").read_text())
+    chosen = record["postprocess"]
+    assert chosen["chosen_on"].startswith(f"validation: best mean score over {len(data.sample_split().val)} images")
+    grid = evaluation.POSTPROCESS_GRID["two_network"]
+    assert all(chosen["settings"][name] in values for name, values in grid.items())
+    assert record["n_images"] == len(data.sample_split().test)
+    refused = cli("evaluate", "M3B1", "--tune", "--ids", "all", "--results", tmp_path, "--no-train", env=env)
+    assert refused.returncode == 2 and "--tune chooses post-processing settings on the validation split" in refused.stderr
 
 
 def test_segment_handles_a_folder_of_odd_images(trained, tmp_path):
