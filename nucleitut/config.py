@@ -121,6 +121,9 @@ class Profile:
     tile_size: int
     mixed_precision: bool
     description: str
+    #: 'paper' (constant rate, quartered on plateaus for starred rows) or 'budget_cosine'
+    #: (half a cosine over the time budget, for every row; see training.BudgetCosineDecay)
+    lr_schedule: str = "paper"
 
 
 PROFILES: dict[str, Profile] = {
@@ -154,7 +157,9 @@ PROFILES: dict[str, Profile] = {
         learning_rate=1e-3,
         max_epochs=200,
         early_stopping_patience=10,
-        plateau_patience=5,
+        # An epoch takes about two minutes here and the budget holds only seven or eight of
+        # them: a starred network's learning rate is quartered after two plateau epochs.
+        plateau_patience=2,
         plateau_factor=0.25,
         time_budget_s=900.0,
         tile_size=256,
@@ -219,6 +224,7 @@ class TrainingConfig:
     time_budget_s: float | None
     mixed_precision: bool
     seed: int
+    lr_schedule: str = "paper"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -248,6 +254,8 @@ def training_config(network: str, profile: "str | Profile | None" = None, seed: 
     budget = os.environ.get("NUCLEITUT_TIME_BUDGET")
     if budget:  # a teacher's or a test's shortcut: seconds of training per network
         prof = dataclasses.replace(prof, time_budget_s=float(budget) if float(budget) > 0 else None)
+    if prof.lr_schedule not in ("paper", "budget_cosine"):
+        raise ValueError(f"profile {prof.name!r}: unknown learning-rate schedule {prof.lr_schedule!r}")
     config = TrainingConfig(
         network=spec.name,
         profile=prof.name,
@@ -272,5 +280,6 @@ def training_config(network: str, profile: "str | Profile | None" = None, seed: 
         time_budget_s=prof.time_budget_s,
         mixed_precision=prof.mixed_precision,
         seed=seed,
+        lr_schedule=prof.lr_schedule,
     )
     return dataclasses.replace(config, **overrides)

@@ -213,6 +213,33 @@ class TimeBudget(keras.callbacks.Callback):
             self.stopped = True
 
 
+class BudgetCosineDecay(keras.callbacks.Callback):
+    """Lower the learning rate along half a cosine over a time budget (set before every batch).
+
+    ``lr(t) = base * (floor + (1 - floor) * (1 + cos(pi * t / seconds)) / 2)``: the full rate at
+    the start, ``floor * base`` when the budget is spent. A run stopped by a time budget ends
+    at a small learning rate instead of wherever a constant rate left it. A resumed run starts
+    a new budget, as :class:`TimeBudget` does.
+    """
+
+    def __init__(self, base: float, seconds: float, floor: float = 0.01):
+        super().__init__()
+        if not seconds or seconds <= 0:
+            raise ValueError("BudgetCosineDecay needs a positive time budget")
+        self.base, self.seconds, self.floor = float(base), float(seconds), float(floor)
+        self.start = None
+
+    def rate(self, elapsed: float) -> float:
+        fraction = min(1.0, max(0.0, elapsed / self.seconds))
+        return self.base * (self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * fraction)))
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.rate(time.perf_counter() - self.start)
+
+
 class LearningRateLog(keras.callbacks.Callback):
     """Adds the current learning rate to the epoch logs (and so to ``history.csv``)."""
 
@@ -341,6 +368,11 @@ def train(
     -------
     TrainResult
     """
+    if cfg.lr_schedule == "budget_cosine" and not cfg.time_budget_s:
+        raise ValueError(
+            f"{cfg.network} ({cfg.profile} profile): the budget_cosine learning-rate schedule needs a time budget "
+            "(NUCLEITUT_TIME_BUDGET=0 or --time-budget 0 removed it)"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "backup").exists():
@@ -385,7 +417,9 @@ def train(
         keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience),
         budget,
     ]
-    if cfg.plateau:
+    if cfg.lr_schedule == "budget_cosine":
+        callbacks.append(BudgetCosineDecay(cfg.learning_rate, cfg.time_budget_s))
+    elif cfg.plateau:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0)
         )

@@ -110,6 +110,27 @@ def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split,
     assert reloaded.loss.name == "cce_dice" or "CceDice" in type(reloaded.loss).__name__
 
 
+def test_budget_cosine_decay_rate_and_training_end_at_a_small_learning_rate(sample, tiny_split, tmp_path):
+    schedule = training.BudgetCosineDecay(1e-3, 100.0, floor=0.01)
+    rates = [schedule.rate(t) for t in (0, 25, 50, 75, 100, 200)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3 * (0.01 + 0.99 * (1 + 0.5**0.5) / 2), 1e-3 * 0.505,
+                                       1e-3 * (0.01 + 0.99 * (1 - 0.5**0.5) / 2), 1e-5, 1e-5])
+    with pytest.raises(ValueError, match="positive time budget"):
+        training.BudgetCosineDecay(1e-3, None)
+    # Train until the budget is spent: the logged learning rate falls epoch by epoch.
+    cfg = tiny_config(lr_schedule="budget_cosine", time_budget_s=10.0, max_epochs=200, plateau=True)
+    training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
+    rates = [float(r["learning_rate"]) for r in csv.DictReader(open(tmp_path / "history.csv"))]
+    assert len(rates) >= 2 and all(b < a for a, b in zip(rates, rates[1:])), rates
+    assert rates[-1] < 0.5 * cfg.learning_rate
+
+
+def test_budget_cosine_schedule_needs_a_time_budget(sample, tiny_split, tmp_path):
+    cfg = tiny_config(lr_schedule="budget_cosine", time_budget_s=None)
+    with pytest.raises(ValueError, match="budget_cosine.*needs a time budget"):
+        training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
+
+
 def _run_python(code, env_extra=None, timeout=600):
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
