@@ -43,6 +43,7 @@ def test_table3_and_profiles_are_data():
     assert (quick.blocks, quick.filters, quick.crop_size) == (3, 16, 128)
     cpu = config.training_config("M3", "cpu")
     assert (cpu.blocks, cpu.filters, cpu.time_budget_s, config.get_profile("cpu").data) == (4, 16, 900.0, "full")
+    assert (cpu.lr_schedule, full.lr_schedule, quick.lr_schedule) == ("budget_cosine", "paper", "paper")
     assert config.training_config("M7", "full").plateau and not config.training_config("M3", "full").plateau
     assert config.training_config("M1", "full").target == "boundary"
     with pytest.raises(ValueError, match="unknown network 'X9'"):
