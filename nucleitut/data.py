@@ -27,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -622,10 +623,21 @@ def _load_parallel(path: Path, ids: list[str], closing_radius: int, workers: int
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
+    from concurrent.futures.process import BrokenProcessPool
+
     chunks = [ids[i :: workers * 4] for i in range(workers * 4)]
     context = multiprocessing.get_context("spawn")  # safe with threads of TensorFlow/JAX
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        results = list(pool.map(_load_chunk, [path] * len(chunks), chunks, [closing_radius] * len(chunks)))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = list(pool.map(_load_chunk, [path] * len(chunks), chunks, [closing_radius] * len(chunks)))
+    except BrokenProcessPool:
+        # Typically a script without ``if __name__ == "__main__":``: spawned workers re-run it.
+        print(
+            "Decoding in worker processes failed (a script that loads the data must guard its main code "
+            'with `if __name__ == "__main__":`); decoding in this process instead.',
+            file=sys.stderr,
+        )
+        results = [_load_chunk(path, chunk, closing_radius) for chunk in chunks]
     decoded = {}
     for chunk, pairs in zip(chunks, results):
         decoded.update(zip(chunk, pairs))

@@ -138,6 +138,35 @@ def test_truncated_png_names_the_file(kaggle_folder):
         data.load_dataset(root, verbose=False)
 
 
+def test_a_script_without_main_guard_still_loads_many_images(tmp_path):
+    """64 or more images are decoded in spawned processes, which re-run an unguarded script;
+    the loader then decodes in its own process and says why."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "many"
+    rng = np.random.default_rng(0)
+    for k in range(64):
+        image_id = f"img{k:03d}"
+        (root / image_id / "images").mkdir(parents=True)
+        (root / image_id / "masks").mkdir()
+        (root / image_id / "images" / f"{image_id}.png").write_bytes(_png(rng.integers(0, 255, (12, 12), dtype=np.uint8)))
+        mask = np.zeros((12, 12), np.uint8)
+        mask[2:6, 2:6] = 255
+        (root / image_id / "masks" / "m.png").write_bytes(_png(mask))
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from nucleitut import data\n"
+        f"dataset = data.load_dataset({str(root)!r}, use_cache=False, verbose=False)\n"
+        "print('LOADED', len(dataset.ids), int(dataset.labels[0].max()))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "LOADED 64 1" in result.stdout.splitlines()
+    assert 'guard its main code with `if __name__ == "__main__":`' in result.stderr
+
+
 def test_image_folder_without_masks_is_an_error(kaggle_folder):
     root, ids = kaggle_folder
     for path in (root / ids[2] / "masks").iterdir():
