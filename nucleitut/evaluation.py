@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -178,7 +179,9 @@ class Segmenter:
 # --------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
 def _git_commit() -> str:
+    """The commit of the code this process runs (read once: later commits do not change it)."""
     try:
         root = Path(__file__).resolve().parents[1]
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
@@ -254,6 +257,7 @@ def evaluate(
     at IoU 0.5 and 0.75, split/merge/missed/spurious totals, the networks' training time per
     crop and epochs, hardware, profile, commit, versions and date.
     """
+    _git_commit()  # the record names the commit of the code as it was when scoring started
     segmenter = segmenter or Segmenter(pipeline, profile, verbose=verbose)
     ids = list(ids) if ids is not None else dataset.split().test
     return _score(segmenter, dataset, ids, tta, lambda image_id: segmenter(dataset.get(image_id)[0], tta=tta), verbose)
@@ -377,6 +381,7 @@ def evaluate_pipelines(
     settings they used and where they come from (``postprocess``); tuned ones are named
     ``..._tuned.json``.
     """
+    _git_commit()  # the records name the commit of the code as it was when scoring started
     shared = dict(models or {})
     segmenters = []
     for name in names:
