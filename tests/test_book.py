@@ -15,7 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
-MARK = "# NBVAL_CHECK_OUTPUT"
 
 
 def test_every_chapter_is_in_the_table_of_contents():
@@ -26,15 +25,14 @@ def test_every_chapter_is_in_the_table_of_contents():
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
-def test_chapters_are_committed_without_outputs_except_checked_cells(chapter):
+def test_chapters_are_committed_without_outputs(chapter):
     notebook = nbformat.read(chapter, as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert "notebook.setup()" in code[0].source, "the first code cell prints profile and data"
     for cell in code:
-        if cell.source.lstrip().startswith(MARK):
-            assert cell.outputs, f"{chapter.name}: a checked cell needs a stored output for nbval to compare"
-        else:
-            assert not cell.outputs, f"{chapter.name}: outputs must be stripped (tools/strip_outputs.py)"
+        assert not cell.outputs and cell.execution_count is None, (
+            f"{chapter.name}: outputs must be stripped (tools/strip_outputs.py)"
+        )
     titles = [line for c in notebook.cells if c.cell_type == "markdown" for line in c.source.splitlines() if re.match(r"# ", line)]
     assert len(titles) == 1, f"{chapter.name}: exactly one '# ' title"
 

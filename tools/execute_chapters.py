@@ -1,4 +1,4 @@
-"""Execute the chapters in order and time each one (also: executed copies for strip_outputs).
+"""Execute the chapters in order and time each one.
 
 Usage::
 

@@ -1,14 +1,11 @@
-"""Strip the chapters' outputs before committing, keeping the checked ones.
+"""Strip the chapters' outputs before committing.
 
 Usage::
 
-    python tools/strip_outputs.py book/*.ipynb                  # strip in place
-    python tools/strip_outputs.py --executed DIR book/*.ipynb   # also take the outputs of
-                                                                 # checked cells from DIR/<name>
+    python tools/strip_outputs.py book/*.ipynb
 
-Chapters are committed without outputs (the book build executes them), except cells whose
-first line is ``# NBVAL_CHECK_OUTPUT``: nbval compares a fresh run against the stored output
-of those cells, so they keep an output from an executed copy of the notebook.
+Chapters are committed without outputs: the book build and nbval execute them, and the
+checks a chapter makes are ``assert`` statements in its cells.
 """
 
 import argparse
@@ -16,43 +13,24 @@ from pathlib import Path
 
 import nbformat
 
-MARK = "# NBVAL_CHECK_OUTPUT"
 
-
-def is_checked(cell) -> bool:
-    return cell.cell_type == "code" and cell.source.lstrip().startswith(MARK)
-
-
-def strip(path: Path, executed: Path | None) -> None:
+def strip(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    reference = nbformat.read(executed, as_version=4) if executed else None
-    checked = 0
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
-            continue
-        if is_checked(cell) and reference is not None:
-            ref = reference.cells[index]
-            if ref.source != cell.source:
-                raise SystemExit(f"{path}: cell {index} differs from {executed}")
-            cell.outputs = [o for o in ref.outputs if o.get("output_type") != "stream" or o.get("name") != "stderr"]
-            cell.execution_count = ref.execution_count
-            checked += 1
-        elif not is_checked(cell):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
         cell.metadata.pop("execution", None)
     notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
-    print(f"{path}: outputs stripped" + (f", {checked} checked cell(s) kept" if checked else ""))
+    print(f"{path}: outputs stripped")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
-    parser.add_argument("--executed", type=Path, help="folder with executed copies of the notebooks")
-    args = parser.parse_args()
-    for path in args.notebooks:
-        strip(path, args.executed / path.name if args.executed else None)
+    for path in parser.parse_args().notebooks:
+        strip(path)
 
 
 if __name__ == "__main__":
