@@ -28,6 +28,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="folder of trained networks (sets NUCLEITUT_MODELS)")
 
 
+def _seed_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="which of repeated trainings (default 0, the one the book uses)")
+
+
 def _data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="folder or zip in the Kaggle layout, URL, 'sample' or 'full'")
 
@@ -35,18 +39,16 @@ def _data_option(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> int:
     from . import config, data, training
 
-    cfg = config.training_config(args.network, args.profile)
-    overrides = {}
+    overrides = {"seed": args.seed}
     if args.epochs is not None:
         overrides["max_epochs"] = args.epochs
     if args.time_budget is not None:
         overrides["time_budget_s"] = args.time_budget if args.time_budget > 0 else None
     if args.learning_rate is not None:
         overrides["learning_rate"] = args.learning_rate
-    if overrides:
-        cfg = config.training_config(args.network, args.profile, **overrides)
+    cfg = config.training_config(args.network, args.profile, **overrides)
     dataset = data.load_dataset(args.data, profile=cfg.profile)
-    directory = Path(args.out) if args.out else training.model_dir(cfg.network, cfg.profile)
+    directory = Path(args.out) if args.out else training.model_dir(cfg.network, cfg.profile, cfg.seed)
     result = training.train(cfg, dataset, directory, devices=args.devices, workers=args.workers)
     print(
         f"Saved {cfg.network} to {directory / 'model.keras'}: {result.epochs} epochs, "
@@ -64,7 +66,9 @@ def cmd_evaluate(args) -> int:
     tta_values = {"no": [False], "yes": [True], "both": [False, True]}[args.tta]
     shared = {}
     for name in args.pipelines:  # load (or train) every network first; fail early on a missing one
-        shared.update(evaluation.Segmenter(name, profile, models=shared, train_missing=not args.no_train).models)
+        shared.update(
+            evaluation.Segmenter(name, profile, models=shared, train_missing=not args.no_train, seed=args.seed).models
+        )
     tune_on = None
     if args.tune:
         tune_on = dataset.split().val
@@ -73,7 +77,8 @@ def cmd_evaluate(args) -> int:
                   "it needs one and cannot be combined with --ids all", file=sys.stderr)
             return 2
     records = evaluation.evaluate_pipelines(
-        args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared, tune_on=tune_on
+        args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared, tune_on=tune_on,
+        seed=args.seed,
     )
     for record in records:
         path = evaluation.write_record(record, args.results)
@@ -182,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("network")
     _common(train)
     _data_option(train)
+    _seed_option(train)
     train.add_argument("--epochs", type=int, help="maximum number of epochs")
     train.add_argument("--time-budget", type=float, help="stop after this many seconds (0: no limit)")
     train.add_argument("--learning-rate", type=float)
@@ -194,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("pipelines", nargs="+")
     _common(evaluate)
     _data_option(evaluate)
+    _seed_option(evaluate)
     evaluate.add_argument("--tta", choices=["no", "yes", "both"], default="both")
     evaluate.add_argument("--ids", choices=["test", "all"], default="test", help="test split or every image of --data")
     evaluate.add_argument("--results", default="results", help="folder for the records (default: ./results)")

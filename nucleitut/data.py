@@ -551,6 +551,13 @@ class Dataset:
             return sample_split()
         return paper_split(self.ids)
 
+    def describe(self) -> dict:
+        """What the data is, without any local path: name, image count and a hash of the ids.
+
+        Results records store this, so they say which images were used on any machine."""
+        name = "nucleitut sample of BBBC038v1 stage1_train (fixed labels)" if self.is_sample else Path(self.path).name
+        return {"name": name, "n_images": len(self.ids), "ids_sha256": _ids_digest(self.ids)[:16]}
+
     def subset(self, ids: Sequence[str]) -> "Dataset":
         positions = [self.index(i) for i in ids]
         return Dataset(

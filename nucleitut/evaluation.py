@@ -135,7 +135,7 @@ class Segmenter:
         Post-processing settings replacing some of :data:`POSTPROCESS_DEFAULTS`.
     """
 
-    def __init__(self, pipeline, profile=None, models=None, train_missing=True, verbose=True, settings=None):
+    def __init__(self, pipeline, profile=None, models=None, train_missing=True, verbose=True, settings=None, seed=0):
         from . import training
 
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else get_pipeline(pipeline)
@@ -144,15 +144,16 @@ class Segmenter:
         self.settings = dict(settings or {})
         self.chosen_on = "defaults" if not settings else "given"
         self.profile = config.get_profile(profile).name
+        self.seed = int(seed)
         self.models = dict(models or {})
         for network in self.pipeline.networks:
             if network not in self.models:
-                directory = training.model_dir(network, self.profile)
+                directory = training.model_dir(network, self.profile, self.seed)
                 if not (directory / "model.keras").exists() and not train_missing:
                     raise FileNotFoundError(f"{directory}: no trained {network} in the {self.profile} profile")
                 if not (directory / "model.keras").exists() and verbose:
                     print(f"No trained {network} for the {self.profile} profile yet: training it now.")
-                self.models[network] = training.trained_model(network, self.profile, verbose=verbose)
+                self.models[network] = training.trained_model(network, self.profile, verbose=verbose, seed=self.seed)
 
     def probabilities(self, image: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
         return {n: predict_probabilities(self.models[n], image, tta) for n in self.pipeline.networks}
@@ -274,7 +275,7 @@ def _score(segmenter: Segmenter, dataset, ids, tta, labels_of, verbose) -> dict:
     keys = ["kaggle_score", "precision_50", "recall_50", "f1_50", "precision_75", "recall_75", "f1_75"]
     networks = {}
     for network in segmenter.pipeline.networks:
-        directory = training.model_dir(network, profile_name)
+        directory = training.model_dir(network, profile_name, segmenter.seed)
         timing = json.loads((directory / "timing.json").read_text()) if (directory / "timing.json").exists() else {}
         cfg = json.loads((directory / "config.json").read_text()) if (directory / "config.json").exists() else {}
         networks[network] = {
@@ -283,6 +284,12 @@ def _score(segmenter: Segmenter, dataset, ids, tta, labels_of, verbose) -> dict:
             "epochs": timing.get("epochs"),
             "training_seconds": timing.get("seconds_this_run"),
             "ms_per_crop": timing.get("ms_per_crop_including_validation"),
+            "predict_ms_per_crop": timing.get("predict_ms_per_crop"),
+            "crop_size": cfg.get("crop_size"),
+            "learning_rate": cfg.get("learning_rate"),
+            "lr_schedule": cfg.get("lr_schedule"),
+            "max_epochs": cfg.get("max_epochs"),
+            "time_budget_s": cfg.get("time_budget_s"),
             "trained_on": timing.get("devices"),
         }
     record = {
@@ -290,7 +297,8 @@ def _score(segmenter: Segmenter, dataset, ids, tta, labels_of, verbose) -> dict:
         "method": segmenter.pipeline.method,
         "tta": bool(tta),
         "profile": profile_name,
-        "data": dataset.source,
+        "seed": segmenter.seed,
+        "data": dataset.describe(),
         "n_images": len(ids),
         "mean": {key: float(np.mean([row[key] for row in per_image])) for key in keys},
         "totals": {key: int(sum(row[key] for row in per_image)) for key in ("split", "merged", "missed", "spurious", "n_gt", "n_pred")},
@@ -369,6 +377,7 @@ def evaluate_pipelines(
     models: dict | None = None,
     verbose: bool = True,
     tune_on: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> list[dict]:
     """Score several pipelines, each with and without TTA, predicting every network once.
 
@@ -385,7 +394,7 @@ def evaluate_pipelines(
     shared = dict(models or {})
     segmenters = []
     for name in names:
-        segmenters.append(Segmenter(name, profile, models=shared, verbose=verbose))
+        segmenters.append(Segmenter(name, profile, models=shared, verbose=verbose, seed=seed))
         shared.update(segmenters[-1].models)
     needed = sorted({network for segmenter in segmenters for network in segmenter.pipeline.networks})
     ids = list(ids) if ids is not None else dataset.split().test
@@ -410,7 +419,9 @@ def evaluate_pipelines(
             records.append(_score(segmenter, dataset, ids, tta, labels_of, verbose))
             if tune_on is not None:
                 tuned = tune_postprocessing(segmenter, tune_probs, truths)
-                chosen = Segmenter(segmenter.pipeline, segmenter.profile, models=segmenter.models, settings=tuned["settings"])
+                chosen = Segmenter(
+                    segmenter.pipeline, segmenter.profile, models=segmenter.models, settings=tuned["settings"], seed=seed
+                )
                 chosen.chosen_on = (
                     f"validation: best mean score over {tuned['n_images']} images "
                     f"({tuned['score']:.3f}; defaults {tuned['default_score']:.3f})"
@@ -433,7 +444,12 @@ def record_label(record: dict) -> str:
 
 
 def record_name(record: dict) -> str:
-    return f"{record['profile']}_{record['pipeline']}{'_tta' if record['tta'] else ''}{'_tuned' if is_tuned(record) else ''}.json"
+    """``<profile>_<pipeline>[_tta][_tuned][_seed<k>].json`` (no suffix for seed 0)."""
+    seed = record.get("seed", 0)
+    return (
+        f"{record['profile']}_{record['pipeline']}{'_tta' if record['tta'] else ''}"
+        f"{'_tuned' if is_tuned(record) else ''}{f'_seed{seed}' if seed else ''}.json"
+    )
 
 
 def write_record(record: dict, results_dir: str | os.PathLike = RESULTS_DIR) -> Path:

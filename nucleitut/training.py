@@ -183,14 +183,19 @@ class CropSequence(keras.utils.PyDataset):
             self.epoch += 1
 
 
-def build_model(cfg) -> keras.Model:
-    """U-Net and optimiser for a :class:`~nucleitut.config.TrainingConfig`, compiled."""
+def build_model(cfg, steps_per_epoch: int | None = None) -> keras.Model:
+    """U-Net and optimiser for a :class:`~nucleitut.config.TrainingConfig`, compiled.
+
+    ``steps_per_epoch`` is needed by the ``cosine`` learning-rate schedule."""
     model = unet.build_unet(
         blocks=cfg.blocks, filters=cfg.filters, out_channels=cfg.out_channels, name=f"{cfg.network}_{cfg.profile}"
     )
-    optimizer = keras.optimizers.Adam(
-        learning_rate=cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2, amsgrad=cfg.amsgrad
-    )
+    rate = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError(f"{cfg.network} ({cfg.profile} profile): the cosine schedule needs steps_per_epoch")
+        rate = cosine_schedule(cfg, steps_per_epoch)
+    optimizer = keras.optimizers.Adam(learning_rate=rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2, amsgrad=cfg.amsgrad)
     model.compile(optimizer=optimizer, loss=losses.get_loss(cfg.loss), metrics=[losses.DiceCoefficient(name="dice")])
     return model
 
@@ -213,31 +218,22 @@ class TimeBudget(keras.callbacks.Callback):
             self.stopped = True
 
 
-class BudgetCosineDecay(keras.callbacks.Callback):
-    """Lower the learning rate along half a cosine over a time budget (set before every batch).
+def cosine_schedule(cfg, steps_per_epoch: int):
+    """The ``cosine`` learning-rate schedule: half a cosine over ``cfg.max_epochs`` epochs.
 
-    ``lr(t) = base * (floor + (1 - floor) * (1 + cos(pi * t / seconds)) / 2)``: the full rate at
-    the start, ``floor * base`` when the budget is spent. A run stopped by a time budget ends
-    at a small learning rate instead of wherever a constant rate left it. A resumed run starts
-    a new budget, as :class:`TimeBudget` does.
+    ``lr(step) = base * (0.01 + 0.99 * (1 + cos(pi * step / total)) / 2)``: the full rate at
+    the start, 1 % of it after the last batch. This project's choice for short CPU trainings
+    (the cpu profile), where too few epochs pass for the paper's plateau rule to act. Keras
+    keeps the step count in the optimizer, so a resumed run continues on the same curve.
+
+    >>> from nucleitut import config
+    >>> schedule = cosine_schedule(config.training_config("M6", "cpu"), steps_per_epoch=10)
+    >>> round(float(schedule(0)), 6), round(float(schedule(80)), 6)
+    (0.002, 2e-05)
     """
-
-    def __init__(self, base: float, seconds: float, floor: float = 0.01):
-        super().__init__()
-        if not seconds or seconds <= 0:
-            raise ValueError("BudgetCosineDecay needs a positive time budget")
-        self.base, self.seconds, self.floor = float(base), float(seconds), float(floor)
-        self.start = None
-
-    def rate(self, elapsed: float) -> float:
-        fraction = min(1.0, max(0.0, elapsed / self.seconds))
-        return self.base * (self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * fraction)))
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.model.optimizer.learning_rate = self.rate(time.perf_counter() - self.start)
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, decay_steps=max(1, cfg.max_epochs * steps_per_epoch), alpha=0.01
+    )
 
 
 class LearningRateLog(keras.callbacks.Callback):
@@ -251,9 +247,8 @@ class LearningRateLog(keras.callbacks.Callback):
 class EpochLog(keras.callbacks.Callback):
     """One short line per epoch: readable in notebooks and in logs."""
 
-    def __init__(self, n_crops: int):
+    def __init__(self):
         super().__init__()
-        self.n_crops = n_crops
         self.times: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -368,11 +363,6 @@ def train(
     -------
     TrainResult
     """
-    if cfg.lr_schedule == "budget_cosine" and not cfg.time_budget_s:
-        raise ValueError(
-            f"{cfg.network} ({cfg.profile} profile): the budget_cosine learning-rate schedule needs a time budget "
-            "(NUCLEITUT_TIME_BUDGET=0 or --time-budget 0 removed it)"
-        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "backup").exists():
@@ -398,7 +388,7 @@ def train(
     (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
 
     with distribution_scope(devices):
-        model = build_model(cfg)
+        model = build_model(cfg, steps_per_epoch=len(train_seq))
     if verbose:
         print(
             f"Training {cfg.network} ({cfg.profile} profile): {cfg.blocks} blocks, F={cfg.filters}, "
@@ -408,7 +398,7 @@ def train(
             flush=True,
         )
     budget = TimeBudget(cfg.time_budget_s)
-    epoch_log = EpochLog(len(train_crops))
+    epoch_log = EpochLog()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(directory / "backup")),
         LearningRateLog(),
@@ -417,9 +407,7 @@ def train(
         keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience),
         budget,
     ]
-    if cfg.lr_schedule == "budget_cosine":
-        callbacks.append(BudgetCosineDecay(cfg.learning_rate, cfg.time_budget_s))
-    elif cfg.plateau:
+    if cfg.lr_schedule == "paper" and cfg.plateau:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0)
         )
@@ -456,10 +444,24 @@ def train(
         "validation_crops": len(val_crops),
         "backend": keras.backend.backend(),
         "devices": available_devices() or ["cpu"],
-        "data": dataset.source,
+        "data": dataset.describe(),
+        "predict_ms_per_crop": round(predict_ms_per_crop(model, cfg.crop_size), 2),
     }
     (directory / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
     return result
+
+
+def predict_ms_per_crop(model, size: int, batch_size: int = 8, repeats: int = 3) -> float:
+    """Prediction time per ``size`` x ``size`` crop in batches of ``batch_size`` (best of
+    ``repeats`` after one warm-up batch), in milliseconds."""
+    batch = np.zeros((batch_size, size, size, 3), np.float32)
+    model.predict_on_batch(batch)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(batch)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / batch_size
 
 
 def _read_history(path: Path) -> dict:
@@ -483,8 +485,11 @@ def models_dir() -> Path:
     return Path(env).expanduser() if env else data_module.cache_dir() / "models"
 
 
-def model_dir(network: str, profile: str | None = None) -> Path:
-    return models_dir() / config_module.get_profile(profile).name / network.upper()
+def model_dir(network: str, profile: str | None = None, seed: int = 0) -> Path:
+    """Folder of one trained network: ``<models>/<profile>/<NET>`` for seed 0 (the one the
+    chapters use), ``<models>/<profile>/seed<k>/<NET>`` for the repeated trainings."""
+    base = models_dir() / config_module.get_profile(profile).name
+    return (base if seed == 0 else base / f"seed{seed}") / network.upper()
 
 
 def load_trained(directory: str | os.PathLike) -> tuple[keras.Model, "config_module.TrainingConfig"]:
@@ -501,18 +506,19 @@ def trained_model(
     dataset: "data_module.Dataset | None" = None,
     retrain: bool = False,
     verbose: bool = True,
+    seed: int = 0,
 ) -> keras.Model:
     """The trained network ``network`` of ``profile``: loaded if saved, else trained now.
 
     Chapters call this so that the book trains every network once and later chapters reuse
-    it. The saved files live in :func:`model_dir`.
+    it. The saved files live in :func:`model_dir`; ``seed`` picks one of repeated trainings.
     """
-    directory = model_dir(network, profile)
+    directory = model_dir(network, profile, seed)
     if not retrain and (directory / "model.keras").exists() and (directory / "timing.json").exists():
         if verbose:
             print(f"Loading {network.upper()} ({config_module.get_profile(profile).name} profile) from {directory}")
         return load_trained(directory)[0]
-    cfg = config_module.training_config(network, profile)
+    cfg = config_module.training_config(network, profile, seed=seed)
     if dataset is None:
         dataset = data_module.load_dataset(profile=profile, verbose=verbose)
     return train(cfg, dataset, directory, verbose=verbose).model

@@ -34,18 +34,55 @@ def tiny_split(sample):
     return data.Split(split.train[:3], split.val[:1], split.test[:1])
 
 
+#: Table 3 of Scherr et al. (2018), as printed in ../shared/paper/scherr2018.md (section 4.5):
+#: network: (blocks, F, classes, target, lr, starred, augmentation set, erosion/dilation).
+PAPER_TABLE3 = {
+    "B1": (4, 64, 1, "binary", 1e-4, False, "none", False),
+    "B2": (4, 64, 1, "binary", 1e-4, False, "a", False),
+    "B3": (4, 64, 1, "binary", 1e-4, False, "b", False),
+    "B4": (4, 64, 1, "binary", 2e-4, True, "b", False),
+    "B5": (5, 32, 1, "binary", 2e-4, True, "b", False),
+    "M1": (4, 64, 3, "boundary", 1e-4, False, "none", False),
+    "M2": (4, 64, 3, "border", 1e-4, False, "none", False),
+    "M3": (4, 64, 3, "marker", 1e-4, False, "none", True),
+    "M4": (4, 64, 3, "marker", 1e-4, False, "a", True),
+    "M5": (4, 64, 3, "marker", 1e-4, False, "b", True),
+    "M6": (4, 64, 3, "marker", 2e-4, True, "b", True),
+    "M7": (5, 32, 3, "marker", 2e-4, True, "b", True),
+}
+
+
+def test_every_table3_row_matches_the_paper():
+    assert list(config.TABLE3) == list(PAPER_TABLE3)
+    for name, (blocks, filters, classes, target, lr, starred, augmentation, eroded) in PAPER_TABLE3.items():
+        spec = config.TABLE3[name]
+        got = (spec.blocks, spec.filters, spec.out_channels, spec.target, spec.learning_rate, spec.plateau,
+               spec.augmentation, spec.eroded)
+        assert got == (blocks, filters, classes, target, lr, starred, augmentation, eroded), name
+        full = config.training_config(name, "full")
+        assert (full.blocks, full.filters, full.learning_rate, full.plateau) == (blocks, filters, lr, starred), name
+        # Erosion/dilation only where Table 3 has them; M2's border is not dilated.
+        assert (spec.erosion > 0 and spec.border_dilation > 0) == eroded, name
+    assert config.TABLE3["M2"].target_params == {"dilation": 0}
+
+
+def test_profiles_keep_the_ratio_of_starred_and_plain_learning_rates():
+    for profile in config.PROFILES:
+        plain, starred = config.training_config("M5", profile), config.training_config("M6", profile)
+        assert starred.learning_rate == pytest.approx(2 * plain.learning_rate), profile
+        assert plain.learning_rate == pytest.approx(1e-4 * config.get_profile(profile).lr_factor), profile
+
+
 def test_table3_and_profiles_are_data():
-    assert list(config.TABLE3) == [f"B{i}" for i in range(1, 6)] + [f"M{i}" for i in range(1, 8)]
     full = config.training_config("B5", "full")
-    assert (full.blocks, full.filters, full.learning_rate, full.beta_2, full.amsgrad) == (5, 32, 1e-4, 0.99, True)
+    assert (full.beta_1, full.beta_2, full.amsgrad) == (0.9, 0.99, True)
     assert (full.batch_size, full.early_stopping_patience, full.plateau_patience, full.plateau_factor) == (8, 10, 5, 0.25)
     quick = config.training_config("B1", "quick")
-    assert (quick.blocks, quick.filters, quick.crop_size) == (3, 16, 128)
+    assert (quick.blocks, quick.filters, quick.crop_size, quick.learning_rate) == (3, 16, 128, 1e-3)
     cpu = config.training_config("M3", "cpu")
-    assert (cpu.blocks, cpu.filters, cpu.time_budget_s, config.get_profile("cpu").data) == (4, 16, 900.0, "full")
-    assert (cpu.lr_schedule, full.lr_schedule, quick.lr_schedule) == ("budget_cosine", "paper", "paper")
+    assert (cpu.blocks, cpu.filters, cpu.max_epochs, cpu.time_budget_s, config.get_profile("cpu").data) == (4, 16, 8, None, "full")
+    assert (cpu.lr_schedule, full.lr_schedule, quick.lr_schedule) == ("cosine", "paper", "paper")
     assert config.training_config("M7", "full").plateau and not config.training_config("M3", "full").plateau
-    assert config.training_config("M1", "full").target == "boundary"
     with pytest.raises(ValueError, match="unknown network 'X9'"):
         config.training_config("X9")
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
@@ -111,25 +148,17 @@ def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split,
     assert reloaded.loss.name == "cce_dice" or "CceDice" in type(reloaded.loss).__name__
 
 
-def test_budget_cosine_decay_rate_and_training_end_at_a_small_learning_rate(sample, tiny_split, tmp_path):
-    schedule = training.BudgetCosineDecay(1e-3, 100.0, floor=0.01)
-    rates = [schedule.rate(t) for t in (0, 25, 50, 75, 100, 200)]
-    np.testing.assert_allclose(rates, [1e-3, 1e-3 * (0.01 + 0.99 * (1 + 0.5**0.5) / 2), 1e-3 * 0.505,
-                                       1e-3 * (0.01 + 0.99 * (1 - 0.5**0.5) / 2), 1e-5, 1e-5])
-    with pytest.raises(ValueError, match="positive time budget"):
-        training.BudgetCosineDecay(1e-3, None)
-    # Train until the budget is spent: the logged learning rate falls epoch by epoch.
-    cfg = tiny_config(lr_schedule="budget_cosine", time_budget_s=10.0, max_epochs=200, plateau=True)
+def test_cosine_schedule_ends_training_at_one_percent_of_the_rate(sample, tiny_split, tmp_path):
+    cfg = tiny_config(lr_schedule="cosine", max_epochs=3, learning_rate=1e-3)
+    schedule = training.cosine_schedule(cfg, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 15, 30, 60)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3 * 0.505, 1e-5, 1e-5], rtol=1e-5)
+    with pytest.raises(ValueError, match="cosine schedule needs steps_per_epoch"):
+        training.build_model(cfg)
     training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
-    rates = [float(r["learning_rate"]) for r in csv.DictReader(open(tmp_path / "history.csv"))]
-    assert len(rates) >= 2 and all(b < a for a, b in zip(rates, rates[1:])), rates
-    assert rates[-1] < 0.5 * cfg.learning_rate
-
-
-def test_budget_cosine_schedule_needs_a_time_budget(sample, tiny_split, tmp_path):
-    cfg = tiny_config(lr_schedule="budget_cosine", time_budget_s=None)
-    with pytest.raises(ValueError, match="budget_cosine.*needs a time budget"):
-        training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
+    logged = [float(r["learning_rate"]) for r in csv.DictReader(open(tmp_path / "history.csv"))]
+    assert len(logged) == 3 and all(b < a for a, b in zip(logged, logged[1:])), logged
+    assert logged[-1] == pytest.approx(1e-5, rel=1e-3)
 
 
 def _run_python(code, env_extra=None, timeout=600):

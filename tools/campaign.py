@@ -1,0 +1,84 @@
+"""The Table 3 campaign: train every network of the paper's Table 3 (and repeated seeds of
+some) in one profile, and score every network and every Figure 9 pair with and without TTA.
+
+Usage (from the repository root, in the project's virtual environment)::
+
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip \\
+        python tools/campaign.py --profile cpu --results results > campaign.log 2>&1 &
+
+Each step is skipped when its result exists, so the command can be started again after an
+interruption: a network whose training was killed resumes at its last epoch (training's own
+backup), a scored pipeline is not scored again. Order: seed 0 of the networks the book's
+first comparisons need (B1, M3, M1, M2, B4, M6), then the other rows of Table 3, then seeds 1
+and 2 of B1, M1, M2, M3, B4 and M6.
+
+Records: ``<results>/<profile>_<pipeline>[_tta][_tuned][_seed<k>].json``
+(see :func:`nucleitut.evaluation.record_name`). Pairs of seed 0 also get a record with
+post-processing settings chosen on the validation images (``--tune`` of the command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+#: (network, seed) in the order they are trained.
+PLAN = (
+    [(n, 0) for n in ("B1", "M3", "M1", "M2", "B4", "M6", "B2", "M4", "B3", "M5", "B5", "M7")]
+    + [(n, s) for s in (1, 2) for n in ("B1", "M3", "M1", "M2", "B4", "M6")]
+)
+
+
+def record_exists(results: Path, profile: str, pipeline: str, seed: int, tuned: bool = False) -> bool:
+    suffix = ("_tuned" if tuned else "") + (f"_seed{seed}" if seed else "")
+    return all((results / f"{profile}_{pipeline}{tta}{suffix}.json").exists() for tta in ("", "_tta"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--data", default=None, help="default: the profile's data ($NUCLEITUT_DATA)")
+    parser.add_argument("--only", nargs="*", help="only these steps, e.g. B1:0 M3:1")
+    args = parser.parse_args(argv)
+
+    from nucleitut import config, data, evaluation, training
+
+    profile = config.get_profile(args.profile).name
+    results = Path(args.results)
+    dataset = data.load_dataset(args.data, profile=profile)
+    split = dataset.split()
+    plan = PLAN if not args.only else [(s.split(":")[0].upper(), int(s.split(":")[1])) for s in args.only]
+    trained = set()
+    for network, seed in plan:
+        directory = training.model_dir(network, profile, seed)
+        if not ((directory / "model.keras").exists() and (directory / "timing.json").exists()):
+            print(f"[{time.strftime('%H:%M:%S')}] training {network} seed {seed} -> {directory}", flush=True)
+            cfg = config.training_config(network, profile, seed=seed)
+            training.train(cfg, dataset, directory, split=split)
+        trained.add((network, seed))
+        if not record_exists(results, profile, network, seed):
+            print(f"[{time.strftime('%H:%M:%S')}] scoring {network} seed {seed}", flush=True)
+            for record in evaluation.evaluate_pipelines([network], dataset, profile=profile, seed=seed):
+                print("  record:", evaluation.write_record(record, results), flush=True)
+        for pair, (marker, mask) in config.PAIRS.items():
+            ready = all(training.model_dir(n, profile, seed).joinpath("timing.json").exists() for n in (marker, mask))
+            if network not in (marker, mask) or not ready:
+                continue
+            tune = seed == 0 and not record_exists(results, profile, pair, seed, tuned=True)
+            if record_exists(results, profile, pair, seed) and not tune:
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] scoring {pair} seed {seed}", flush=True)
+            records = evaluation.evaluate_pipelines(
+                [pair], dataset, profile=profile, seed=seed, tune_on=split.val if seed == 0 else None
+            )
+            for record in records:
+                print("  record:", evaluation.write_record(record, results), flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] campaign done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
