@@ -41,7 +41,7 @@ def time_training(cfg, steps: int) -> float:
 def time_pipeline(cfg, dataset, batches: int) -> float:
     """Crops per second produced by CropSequence (augmentation and targets included)."""
     split = dataset.split()
-    crops, labels = data.training_crops([dataset.get(i)[0] for i in split.train], [dataset.get(i)[1] for i in split.train], size=cfg.crop_size)
+    crops, labels = training.training_crops([dataset.get(i)[0] for i in split.train], [dataset.get(i)[1] for i in split.train], size=cfg.crop_size)
     sequence = training.CropSequence(crops, labels, cfg, training=True, seed=0)
     sequence[0]
     start = time.perf_counter()

@@ -31,7 +31,9 @@ Where the rows differ (augmentation set a, b or none; schedule) is written out i
   times thinner than Table 3: 3 blocks with F=16, or 4 blocks with F=8 for B5/M7), 128x128
   crops, 12 epochs (at most 4 minutes) per network, every learning rate of Table 3 times 10.
   For CI and laptops.
-* ``full``: the paper's settings on the whole data set, for a GPU.
+* ``full``: the paper's settings on the whole data set, for a GPU. bfloat16 mixed precision
+  and the cap of 200 epochs are this project's choices (the paper needed 40-100 epochs,
+  section 4.6, and stops after 10 epochs without improvement, Table 3).
 * ``cpu``: the whole data set on a 2-core CPU: Table 3 networks four times thinner, 128x128
   crops, 8 epochs per network (12-15 minutes on an idle 2-core machine), every learning
   rate of Table 3 times 10 and lowered along half a cosine over the 8 epochs (this
@@ -51,8 +53,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+from pathlib import Path
 
-__all__ = ["NetworkSpec", "Profile", "TrainingConfig", "TABLE3", "PROFILES", "PAIRS", "get_profile", "training_config"]
+__all__ = [
+    "NetworkSpec", "Profile", "TrainingConfig", "TABLE3", "PROFILES", "PAIRS", "Pipeline", "POSTPROCESS_DEFAULTS",
+    "POSTPROCESS_GRID", "get_network", "get_pipeline", "get_profile", "training_config", "cache_dir", "models_dir",
+    "model_dir", "results_dir", "ENVIRONMENT_VARIABLES",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,3 +324,128 @@ def training_config(network: str, profile: "str | Profile | None" = None, seed: 
         lr_schedule=prof.lr_schedule,
     )
     return dataclasses.replace(config, **overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Pipelines and their post-processing
+# --------------------------------------------------------------------------------------
+
+
+#: Post-processing settings of the pipelines: the paper's thresholds (mask 0.3, markers 0.6;
+#: sections 3.6 and 4.1) plus size priors, which are this project's choice (the paper only
+#: suggests a-priori size information as a possible improvement, section 4.6). The smallest
+#: nucleus of the fixed stage1_train labels has 21 pixels, so objects under 15 pixels are noise; marker fragments under 3 pixels would split nuclei. Both sizes were
+#: chosen on the validation images of the quick profile, never on test images.
+POSTPROCESS_DEFAULTS = {
+    "threshold": {"threshold": 0.5, "min_area": 15},
+    "watershed": {"mask_threshold": 0.3, "marker_threshold": 0.6, "min_marker_area": 3, "min_area": 15},
+    "two_network": {"mask_threshold": 0.3, "marker_threshold": 0.6, "min_marker_area": 3, "min_area": 15},
+}
+
+#: Candidate settings for :func:`nucleitut.evaluation.tune_postprocessing` (every combination is tried).
+POSTPROCESS_GRID = {
+    "threshold": {"threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_area": (15, 30)},
+    "watershed": {
+        "mask_threshold": (0.3, 0.4, 0.5),
+        "marker_threshold": (0.4, 0.5, 0.6, 0.7),
+        "min_marker_area": (3, 10),
+        "min_area": (15, 30),
+    },
+}
+POSTPROCESS_GRID["two_network"] = POSTPROCESS_GRID["watershed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """A network or a pair of networks and the post-processing that turns them into labels."""
+
+    name: str
+    networks: tuple[str, ...]
+    method: str  #: 'threshold', 'watershed' or 'two_network'
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The pipeline called ``name``: a Table 3 network (``B1``, ``M2``, ...) or a marker and a
+    mask network (``M3B1``; the pairs of Figure 9 are :data:`PAIRS`, other combinations such
+    as ``M5B1`` are allowed for experiments).
+
+    * ``B1`` .. ``B5``: one-channel network, threshold, connected components;
+    * ``M1``, ``M2`` and ``M3`` .. ``M7`` alone: marker-controlled watershed on the network's
+      three classes;
+    * ``M3B1``, ``M6B4``, ...: two networks, markers from M and the mask from B.
+
+    >>> get_pipeline("m6b4")
+    Pipeline(name='M6B4', networks=('M6', 'B4'), method='two_network')
+    >>> get_pipeline("B2").method
+    'threshold'
+    """
+    key = name.upper()
+    if key in PAIRS:
+        return Pipeline(key, PAIRS[key], "two_network")
+    match = re.fullmatch(r"(M[1-7])(B[1-5])", key)
+    if match:
+        return Pipeline(key, (match.group(1), match.group(2)), "two_network")
+    spec = get_network(key)
+    return Pipeline(key, (key,), "threshold" if spec.target == "binary" else "watershed")
+
+
+# --------------------------------------------------------------------------------------
+# Folders and environment variables
+# --------------------------------------------------------------------------------------
+
+#: Every environment variable the library reads, and what it sets.
+ENVIRONMENT_VARIABLES = {
+    "NUCLEITUT_PROFILE": "profile: quick (default), cpu or full",
+    "NUCLEITUT_DATA": "the full data set: a folder or zip in the Kaggle layout, or an http(s) address",
+    "NUCLEITUT_DATA_URL": "address of the full data set's zip for downloads",
+    "NUCLEITUT_DATA_SHA256": "expected checksum of that zip",
+    "NUCLEITUT_CACHE": "user cache: downloads, decoded data, trained networks (default ~/.cache/nucleitut)",
+    "NUCLEITUT_MODELS": "folder of trained networks (default <cache>/models)",
+    "NUCLEITUT_RESULTS": "folder of results records (default: the clone's results/, else ./results)",
+    "NUCLEITUT_TIME_BUDGET": "seconds of training per network (0: none), overriding the profile",
+    "NUCLEITUT_COMMIT": "commit named in records where the code is not a git clone",
+}
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def cache_dir() -> Path:
+    """The user cache folder: ``$NUCLEITUT_CACHE`` or the platform's cache (``~/.cache/nucleitut``)."""
+    env = os.environ.get("NUCLEITUT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("nucleitut"))
+
+
+def models_dir() -> Path:
+    """Where trained networks live: ``$NUCLEITUT_MODELS`` or ``<cache>/models``."""
+    env = os.environ.get("NUCLEITUT_MODELS")
+    return Path(env).expanduser() if env else cache_dir() / "models"
+
+
+def model_dir(network: str, profile: "str | Profile | None" = None, seed: int = 0) -> Path:
+    """Folder of one trained network: ``<models>/<profile>/<NET>`` for seed 0 (the one the
+    chapters use), ``<models>/<profile>/seed<k>/<NET>`` for repeated trainings.
+
+    >>> import os; os.environ["NUCLEITUT_MODELS"] = "/m"
+    >>> model_dir("m3", "cpu", seed=2).as_posix()
+    '/m/cpu/seed2/M3'
+    >>> del os.environ["NUCLEITUT_MODELS"]
+    """
+    base = models_dir() / get_profile(profile).name
+    return (base if seed == 0 else base / f"seed{seed}") / get_network(network).name
+
+
+def results_dir() -> Path:
+    """Where records are read and written: ``$NUCLEITUT_RESULTS``; else the ``results/``
+    folder of the repository this package sits in (a clone); else ``./results`` (an
+    installed wheel)."""
+    env = os.environ.get("NUCLEITUT_RESULTS")
+    if env:
+        return Path(env).expanduser()
+    clone = _PACKAGE.parent
+    if (clone / "pyproject.toml").exists() and (clone / "results").is_dir():
+        return clone / "results"
+    return Path.cwd() / "results"

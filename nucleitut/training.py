@@ -7,12 +7,13 @@ Everything here is Keras 3 and runs unchanged on the TensorFlow backend (CPUs, C
 the JAX backend (the GPU machines). TensorFlow-specific code (``MirroredStrategy``) sits
 behind a backend check.
 
-The settings come from :func:`nucleitut.config.training_config`: Adam with AMSGrad
-(lr 1e-4, beta1 0.9, beta2 0.99 in the full profile), batch 8, early stopping after 10
-epochs without improvement of the validation loss (best weights kept), learning rate
-quartered after 5 plateau epochs for the starred networks, a checkpoint of the best
-model, the loss history as CSV, and a backup that lets a killed run resume at its last
-epoch.
+The settings come from :func:`nucleitut.config.training_config`. From the paper: Adam with
+AMSGrad, beta1 0.9, beta2 0.99, batch 8 (section 3.4); the learning rate of each Table 3 row
+(1e-4, or 2e-4 for the starred rows, which quarter it after 5 plateau epochs); early
+stopping after 10 epochs without improvement of the validation loss (Table 3 caption).
+This project's choices: keeping the best weights, the loss history as CSV, a backup that
+lets a killed run resume at its last epoch, mixed precision on GPUs in the full profile, and
+the profiles' smaller networks, higher rates and cosine schedule.
 """
 
 from __future__ import annotations
@@ -33,25 +34,26 @@ import keras
 
 from . import config as config_module
 from . import data as data_module
-from . import losses, targets, unet
+from . import losses, predict, targets, unet
 
 __all__ = [
     "AUGMENTATION_SETS",
+    "crop_positions",
+    "training_crops",
     "augment",
     "CropSequence",
     "build_model",
     "train",
     "TrainResult",
-    "models_dir",
-    "model_dir",
-    "load_trained",
     "trained_model",
     "distribution_scope",
     "available_devices",
 ]
 
-#: The paper's augmentation sets (section 3.4). Set a: flips, 90° rotation, noise, scaling
-#: and blur; set b: only the geometric ones that never change pixel values.
+#: The paper's augmentation sets (Table 3, footnotes a and b). Set a: flips, 90° rotation,
+#: noise, scaling and blur; set b: only the geometric ones that never change pixel values.
+#: The paper names the operations only; probabilities and ranges (see :func:`augment`) are
+#: this project's choice.
 AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
     "none": (),
     "a": ("flip_lr", "flip_ud", "rot90", "noise", "scale", "blur"),
@@ -75,16 +77,18 @@ def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.rando
 def augment(
     image: np.ndarray, labels: np.ndarray, operations: Sequence[str], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Randomly augment a crop and its labels together (paper section 3.4).
+    """Randomly augment a crop and its labels together (Table 3's sets a and b; section 4.4).
 
     Geometric operations (``flip_lr``, ``flip_ud``, ``rot90``, ``scale``) move image and
     labels alike, so targets computed afterwards stay consistent; ``noise`` and ``blur``
-    change only the image. Each operation is applied with probability 0.5.
+    change only the image. This project's choices (the paper gives none): each operation is
+    applied with probability 0.5, rotations by 90, 180 or 270 degrees, scale factors 0.8-1.25,
+    blur sigma 0.5-1.5 px, noise standard deviation 0.01-0.08 (on the [-1, 1] scale).
 
     Parameters
     ----------
     image : ndarray float32 (H, W, 3)
-        Normalised crop (see :func:`nucleitut.data.normalize`).
+        Normalised crop (see :func:`nucleitut.predict.normalize`).
     labels : ndarray int32 (H, W)
     operations : sequence of str
         Names from :data:`AUGMENTATION_SETS`.
@@ -114,6 +118,55 @@ def augment(
         elif op == "noise":
             image = image + rng.normal(0, float(rng.uniform(0.01, 0.08)), size=image.shape).astype(np.float32)
     return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(labels)
+
+
+def crop_positions(length: int, size: int) -> list[int]:
+    """Start positions of crops of ``size`` covering ``[0, length)`` with the least overlap.
+
+    >>> crop_positions(360, 256), crop_positions(256, 256), crop_positions(520, 256)
+    ([0, 104], [0], [0, 132, 264])
+    """
+    if length <= size:
+        return [0]
+    n = int(np.ceil(length / size))
+    return [int(round(i * (length - size) / (n - 1))) for i in range(n)]
+
+
+def training_crops(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    size: int = 256,
+    min_nuclei: int = 2,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Cut every image into ``size`` x ``size`` sub-images (paper sections 3.2 and 3.5).
+
+    The paper fixes the input to 256 x 256 px, the smallest image size of the data set (3.2),
+    crops larger images into subimages and excludes "subimages with less than two objects"
+    (3.5). This project's choices: the fewest crops that cover an image, and reflection
+    padding (image and labels alike) of smaller images (the paper suggests zero padding as an
+    option). Crops holding fewer than ``min_nuclei`` nuclei are excluded. Labels are
+    relabelled 1..n per crop.
+
+    Returns
+    -------
+    crops : list of uint8 (size, size, 3)
+    crop_labels : list of int32 (size, size)
+    """
+    from skimage.segmentation import relabel_sequential
+
+    out_images, out_labels = [], []
+    for image, label in zip(images, labels):
+        image = predict.pad_to(image, size, size)
+        label = predict.pad_to(label, size, size)
+        for y in crop_positions(image.shape[0], size):
+            for x in crop_positions(image.shape[1], size):
+                crop_label = label[y : y + size, x : x + size]
+                present = np.unique(crop_label)
+                if np.count_nonzero(present) < min_nuclei:
+                    continue
+                out_images.append(np.ascontiguousarray(image[y : y + size, x : x + size]))
+                out_labels.append(relabel_sequential(crop_label)[0].astype(np.int32))
+    return out_images, out_labels
 
 
 class CropSequence(keras.utils.PyDataset):
@@ -166,7 +219,7 @@ class CropSequence(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         xs, ys = [], []
         for i in picks:
-            image = data_module.normalize(self.crops[i])
+            image = predict.normalize(self.crops[i])
             if not self.operations:
                 if i not in self._targets:
                     self._targets[i] = targets.make_target(self.crop_labels[i], self.cfg.target, **self.cfg.target_params)
@@ -374,7 +427,7 @@ def train(
     _set_precision(cfg)
 
     def crops_of(ids):
-        return data_module.training_crops(
+        return training_crops(
             [dataset.get(i)[0] for i in ids], [dataset.get(i)[1] for i in ids], size=cfg.crop_size
         )
 
@@ -422,6 +475,7 @@ def train(
     if best.exists():
         model.load_weights(str(best))
     model.save(directory / "model.keras")
+    model.nucleitut_config = cfg  # read by predict.network_config (the U-Net's depth)
     rows = _read_history(directory / "history.csv")
     epochs = len(rows.get("epoch", []))
     trained_crops = len(train_crops) * max(1, len(history.epoch))
@@ -479,27 +533,6 @@ def _read_history(path: Path) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def models_dir() -> Path:
-    """Where trained networks live: ``$NUCLEITUT_MODELS`` or ``<cache>/models``."""
-    env = os.environ.get("NUCLEITUT_MODELS")
-    return Path(env).expanduser() if env else data_module.cache_dir() / "models"
-
-
-def model_dir(network: str, profile: str | None = None, seed: int = 0) -> Path:
-    """Folder of one trained network: ``<models>/<profile>/<NET>`` for seed 0 (the one the
-    chapters use), ``<models>/<profile>/seed<k>/<NET>`` for the repeated trainings."""
-    base = models_dir() / config_module.get_profile(profile).name
-    return (base if seed == 0 else base / f"seed{seed}") / network.upper()
-
-
-def load_trained(directory: str | os.PathLike) -> tuple[keras.Model, "config_module.TrainingConfig"]:
-    """Load a saved network (``safe_mode=True``) and its training configuration."""
-    directory = Path(directory)
-    model = keras.models.load_model(directory / "model.keras", safe_mode=True)
-    cfg = config_module.TrainingConfig.from_dict(json.loads((directory / "config.json").read_text()))
-    return model, cfg
-
-
 def trained_model(
     network: str,
     profile: str | None = None,
@@ -511,13 +544,14 @@ def trained_model(
     """The trained network ``network`` of ``profile``: loaded if saved, else trained now.
 
     Chapters call this so that the book trains every network once and later chapters reuse
-    it. The saved files live in :func:`model_dir`; ``seed`` picks one of repeated trainings.
+    it. The saved files live in :func:`nucleitut.config.model_dir`; ``seed`` picks one of repeated trainings.
     """
-    directory = model_dir(network, profile, seed)
+    directory = config_module.model_dir(network, profile, seed)
     if not retrain and (directory / "model.keras").exists() and (directory / "timing.json").exists():
         if verbose:
-            print(f"Loading {network.upper()} ({config_module.get_profile(profile).name} profile) from {directory}")
-        return load_trained(directory)[0]
+            profile_name = config_module.get_profile(profile).name
+            print(f"Loading {network.upper()} ({profile_name} profile) from the models folder ({directory.relative_to(config_module.models_dir())})")
+        return predict.load_network(directory)
     cfg = config_module.training_config(network, profile, seed=seed)
     if dataset is None:
         dataset = data_module.load_dataset(profile=profile, verbose=verbose)

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nucleitut import data, evaluation
+from nucleitut import config, data
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: Every test here starts the command line in a subprocess (and trains tiny networks).
+pytestmark = pytest.mark.slow
 
 
 def cli(*args, env=None, timeout=900):
@@ -44,7 +47,7 @@ def test_train_writes_model_configuration_history_and_timing(trained):
 def test_evaluate_writes_self_describing_records_and_figure9_draws_them(trained):
     root, env = trained
     results = root / "results"
-    out = cli("evaluate", "M3B1", "--tta", "both", "--results", results, "--no-train", env=env)
+    out = cli("evaluate", "M3B1", "--tta", "both", "--results", results, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     records = sorted(results.glob("*.json"))
     assert [p.name for p in records] == ["quick_M3B1.json", "quick_M3B1_tta.json"]
@@ -64,18 +67,18 @@ def test_evaluate_writes_self_describing_records_and_figure9_draws_them(trained)
 
 def test_evaluate_tune_chooses_settings_on_validation_images(trained, tmp_path):
     _, env = trained
-    out = cli("evaluate", "M3B1", "--tta", "no", "--tune", "--results", tmp_path, "--no-train", env=env)
+    out = cli("evaluate", "M3B1", "--tta", "no", "--tune", "--results", tmp_path, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["quick_M3B1.json", "quick_M3B1_tuned.json"]
     assert json.loads((tmp_path / "quick_M3B1.json").read_text())["postprocess"] == {
-        "settings": evaluation.POSTPROCESS_DEFAULTS["two_network"], "chosen_on": "defaults"}
+        "settings": config.POSTPROCESS_DEFAULTS["two_network"], "chosen_on": "defaults"}
     record = json.loads((tmp_path / "quick_M3B1_tuned.json").read_text())
     chosen = record["postprocess"]
     assert chosen["chosen_on"].startswith(f"validation: best mean score over {len(data.sample_split().val)} images")
-    grid = evaluation.POSTPROCESS_GRID["two_network"]
+    grid = config.POSTPROCESS_GRID["two_network"]
     assert all(chosen["settings"][name] in values for name, values in grid.items())
     assert record["n_images"] == len(data.sample_split().test)
-    refused = cli("evaluate", "M3B1", "--tune", "--ids", "all", "--results", tmp_path, "--no-train", env=env)
+    refused = cli("evaluate", "M3B1", "--tune", "--ids", "all", "--results", tmp_path, env=env)
     assert refused.returncode == 2 and "--tune chooses post-processing settings on the validation split" in refused.stderr
 
 
@@ -108,7 +111,7 @@ def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
     _, env = trained
     unknown = cli("train", "B9", env=env)
     assert unknown.returncode == 2 and "unknown network 'B9'" in unknown.stderr
-    missing = cli("evaluate", "M2", "--no-train", "--results", tmp_path, env=env)
+    missing = cli("evaluate", "M2", "--results", tmp_path, env=env)
     assert missing.returncode == 2 and "no trained M2 in the quick profile" in missing.stderr
     nothing = cli("figure9", "--results", tmp_path / "empty", env=env)
     assert nothing.returncode == 2 and "no results records" in nothing.stderr

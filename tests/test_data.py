@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
-from nucleitut import data
+from nucleitut import config, data, predict, training
 
 FULL_DATA = os.environ.get("NUCLEITUT_DATA")
 
@@ -138,6 +138,7 @@ def test_truncated_png_names_the_file(kaggle_folder):
         data.load_dataset(root, verbose=False)
 
 
+@pytest.mark.slow
 def test_a_script_without_main_guard_still_loads_many_images(tmp_path):
     """64 or more images are decoded in spawned processes, which re-run an unguarded script;
     the loader then decodes in its own process and says why."""
@@ -307,9 +308,9 @@ def test_full_data_set_loads_with_the_papers_split():
 
 def test_normalisation_maps_to_minus_one_one_and_back():
     image = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    normed = data.normalize(image)
+    normed = predict.normalize(image)
     assert normed.dtype == np.float32 and normed.min() == -1 and normed.max() == 1
-    assert np.array_equal(data.denormalize(normed), image)
+    assert np.array_equal(predict.denormalize(normed), image)
 
 
 def test_crops_cover_large_images_and_skip_crops_with_fewer_than_two_nuclei():
@@ -318,9 +319,9 @@ def test_crops_cover_large_images_and_skip_crops_with_fewer_than_two_nuclei():
     labels[50:60, 10:20] = 1
     labels[70:80, 30:40] = 2
     labels[200:210, 400:410] = 3  # alone in its crop
-    crops, crop_labels = data.training_crops([image], [labels], size=256)
-    assert data.crop_positions(300, 256) == [0, 44]
-    assert data.crop_positions(520, 256) == [0, 132, 264]
+    crops, crop_labels = training.training_crops([image], [labels], size=256)
+    assert training.crop_positions(300, 256) == [0, 44]
+    assert training.crop_positions(520, 256) == [0, 132, 264]
     assert len(crops) == 2  # the two crops of the left column hold nuclei 1 and 2
     assert all(c.shape == (256, 256, 3) for c in crops)
     assert all(sorted(np.unique(l).tolist()) == [0, 1, 2] for l in crop_labels)
@@ -328,7 +329,7 @@ def test_crops_cover_large_images_and_skip_crops_with_fewer_than_two_nuclei():
 
 def test_small_images_are_padded_to_one_crop():
     labels = np.zeros((100, 90), np.int32); labels[5:10, 5:10] = 1; labels[50:60, 50:60] = 2
-    crops, crop_labels = data.training_crops([np.zeros((100, 90, 3), np.uint8)], [labels], size=128)
+    crops, crop_labels = training.training_crops([np.zeros((100, 90, 3), np.uint8)], [labels], size=128)
     assert len(crops) == 1 and crops[0].shape == (128, 128, 3) and crop_labels[0].shape == (128, 128)
 
 
@@ -341,8 +342,8 @@ def test_stitching_reproduces_a_per_pixel_function_exactly(shape):
         assert batch.shape[1] % 16 == 0 and batch.shape[2] % 16 == 0
         return np.stack([batch.sum(-1), batch[..., 0] ** 2], axis=-1)
 
-    stitched = data.predict_tiled(per_pixel, image, tile_size=128, overlap=32, multiple=16)
-    assert np.array_equal(stitched, per_pixel(data._pad_to(image, 1024, 1024)[None])[0][: shape[0], : shape[1]])
+    stitched = predict.predict_tiled(per_pixel, image, tile_size=128, overlap=32, multiple=16)
+    assert np.array_equal(stitched, per_pixel(predict.pad_to(image, 1024, 1024)[None])[0][: shape[0], : shape[1]])
 
 
 def test_stitching_has_no_boundary_effects_for_a_local_filter():
@@ -353,7 +354,7 @@ def test_stitching_has_no_boundary_effects_for_a_local_filter():
     def local_filter(batch):
         return np.stack([ndi.uniform_filter(x, size=(2 * radius + 1, 2 * radius + 1, 1), mode="constant") for x in batch])
 
-    stitched = data.predict_tiled(local_filter, image, tile_size=128, overlap=32, multiple=16)
+    stitched = predict.predict_tiled(local_filter, image, tile_size=128, overlap=32, multiple=16)
     # the image edges are mirrored by overlap // 2 before tiling, as the seams are
     whole = local_filter(np.pad(image, ((16, 16), (16, 16), (0, 0)), mode="reflect")[None])[0][16:-16, 16:-16]
     np.testing.assert_allclose(stitched, whole, atol=1e-5)
@@ -361,7 +362,7 @@ def test_stitching_has_no_boundary_effects_for_a_local_filter():
 
 def test_tile_keep_ranges_partition_the_axis():
     for length in (128, 129, 500, 1388):
-        tiles = data.tile_positions(length, 128, 16)
+        tiles = predict.tile_positions(length, 128, 16)
         kept = np.concatenate([np.arange(a, b) for _, a, b in tiles])
         assert np.array_equal(kept, np.arange(length))
         for start, keep_from, keep_to in tiles:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nucleitut import evaluation
+from nucleitut import config, evaluation, records
 
 SHAPE = (48, 64)
 
@@ -60,7 +60,39 @@ def test_tuning_with_a_custom_grid_and_no_images(segmenter):
 
 def test_tuned_records_have_their_own_names_and_labels():
     record = {"profile": "cpu", "pipeline": "M3B1", "tta": True}
-    assert evaluation.record_name(record) == "cpu_M3B1_tta.json"
+    assert records.record_name(record) == "cpu_M3B1_tta.json"
     record["postprocess"] = {"settings": {}, "chosen_on": "validation: best mean score over 109 images"}
-    assert evaluation.record_name(record) == "cpu_M3B1_tta_tuned.json"
-    assert evaluation.record_label(record) == "M3B1 tuned"
+    assert records.record_name(record) == "cpu_M3B1_tta_tuned.json"
+    assert records.record_label(record) == "M3B1 tuned"
+
+
+def test_segmenter_never_trains_a_missing_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEITUT_MODELS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"no trained B4 \(cpu profile, seed 0\).*python -m nucleitut train B4 --profile cpu"):
+        evaluation.Segmenter("M6B4", "cpu", models={"M6": None})
+    assert not any(tmp_path.iterdir()), "nothing may be written (or trained) into the models folder"
+
+
+@pytest.mark.slow
+def test_evaluation_does_not_import_training_and_postprocess_does_not_import_keras():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nucleitut.evaluation\n"
+        "print('nucleitut.training' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_records_describe_data_without_paths_and_carry_the_seed(segmenter):
+    from nucleitut import data
+
+    dataset = data.Dataset(["a", "b"], [np.zeros((8, 8, 3), np.uint8)] * 2, [np.zeros((8, 8), np.int32)] * 2,
+                           "local copy at /somewhere/secret/stage1_train.zip", data.Path("/somewhere/secret/stage1_train.zip"))
+    segmenter.seed = 2
+    record = evaluation._score(segmenter, dataset, ["a", "b"], False, lambda i: np.zeros((8, 8), np.int32), verbose=False)
+    assert record["data"] == {"name": "stage1_train.zip", "n_images": 2, "ids_sha256": dataset.describe()["ids_sha256"]}
+    assert "/somewhere" not in str(record) and record["seed"] == 2
+    assert records.record_name(record) == "quick_M3B1_seed2.json"

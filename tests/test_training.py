@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nucleitut import config, data, targets, training
+from nucleitut import config, data, predict, targets, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_augmentation_moves_image_and_labels_together():
 
 def test_crop_sequence_is_repeatable_and_targets_follow_augmented_labels(sample, tiny_split):
     cfg = tiny_config(augmentation="a")
-    crops, crop_labels = data.training_crops([sample.get(i)[0] for i in tiny_split.train],
+    crops, crop_labels = training.training_crops([sample.get(i)[0] for i in tiny_split.train],
                                              [sample.get(i)[1] for i in tiny_split.train], size=64)
     first = training.CropSequence(crops, crop_labels, cfg, seed=5)
     second = training.CropSequence(crops, crop_labels, cfg, seed=5)
@@ -127,9 +127,10 @@ def test_crop_sequence_is_repeatable_and_targets_follow_augmented_labels(sample,
     plain = training.CropSequence(crops, crop_labels, tiny_config(), training=False, seed=5)
     x, y = plain[0]
     expected = targets.make_target(crop_labels[0], "marker", erosion=2, border_dilation=2)
-    assert np.array_equal(y[0], expected) and np.array_equal(x[0], data.normalize(crops[0]))
+    assert np.array_equal(y[0], expected) and np.array_equal(x[0], predict.normalize(crops[0]))
 
 
+@pytest.mark.slow
 def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split, tmp_path):
     import keras
 
@@ -140,14 +141,16 @@ def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split,
     assert [int(r["epoch"]) for r in rows] == [0, 1] and "val_loss" in rows[0] and "learning_rate" in rows[0]
     again = training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
     assert again.epochs == 2, "a fresh run in the same folder starts a new history"
-    model, saved_cfg = training.load_trained(tmp_path)
+    model = predict.load_network(tmp_path)
+    saved_cfg = predict.network_config(model)
     assert saved_cfg == cfg
-    x = data.normalize(sample.get(tiny_split.test[0])[0][:64, :64])[None]
+    x = predict.normalize(sample.get(tiny_split.test[0])[0][:64, :64])[None]
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(result.model(x)), atol=1e-6)
     reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
     assert reloaded.loss.name == "cce_dice" or "CceDice" in type(reloaded.loss).__name__
 
 
+@pytest.mark.slow
 def test_cosine_schedule_ends_training_at_one_percent_of_the_rate(sample, tiny_split, tmp_path):
     cfg = tiny_config(lr_schedule="cosine", max_epochs=3, learning_rate=1e-3)
     schedule = training.cosine_schedule(cfg, steps_per_epoch=10)
@@ -180,6 +183,7 @@ TRAIN_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     script = TRAIN_SCRIPT.format(epochs=6, directory=str(tmp_path), devices=None)
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
@@ -204,6 +208,7 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     assert f"epoch   {done_before + 1}" in rerun.stdout and "epoch   1 " not in rerun.stdout
 
 
+@pytest.mark.slow
 def test_training_runs_on_the_jax_backend(tmp_path):
     result = _run_python(TRAIN_SCRIPT.format(epochs=1, directory=str(tmp_path), devices=None),
                          {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
@@ -211,13 +216,14 @@ def test_training_runs_on_the_jax_backend(tmp_path):
     assert "EPOCHS 1" in result.stdout
     check = _run_python(f"""
         import keras
-        from nucleitut import training
-        model, cfg = training.load_trained({str(tmp_path)!r})
+        from nucleitut import predict
+        model = predict.load_network({str(tmp_path)!r})
         print(keras.backend.backend(), model.output_shape)
     """, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert "jax (None, None, None, 1)" in check.stdout, check.stderr
 
 
+@pytest.mark.slow
 def test_data_parallel_training_on_two_logical_cpu_devices_tensorflow(tmp_path):
     code = textwrap.dedent("""
         import tensorflow as tf
@@ -232,6 +238,7 @@ def test_data_parallel_training_on_two_logical_cpu_devices_tensorflow(tmp_path):
     assert "REPLICAS 2" in result.stdout and "EPOCHS 1" in result.stdout
 
 
+@pytest.mark.slow
 def test_data_parallel_training_on_two_logical_cpu_devices_jax(tmp_path):
     code = textwrap.dedent("""
         import keras, jax

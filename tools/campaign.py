@@ -13,7 +13,7 @@ first comparisons need (B1, M3, M1, M2, B4, M6), then the other rows of Table 3,
 and 2 of B1, M1, M2, M3, B4 and M6.
 
 Records: ``<results>/<profile>_<pipeline>[_tta][_tuned][_seed<k>].json``
-(see :func:`nucleitut.evaluation.record_name`). Pairs of seed 0 also get a record with
+(see :func:`nucleitut.records.record_name`). Pairs of seed 0 also get a record with
 post-processing settings chosen on the validation images (``--tune`` of the command line).
 """
 
@@ -44,38 +44,38 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="only these steps, e.g. B1:0 M3:1")
     args = parser.parse_args(argv)
 
-    from nucleitut import config, data, evaluation, training
+    from nucleitut import config, data, evaluation, records, training
 
     profile = config.get_profile(args.profile).name
     results = Path(args.results)
     dataset = data.load_dataset(args.data, profile=profile)
     split = dataset.split()
     plan = PLAN if not args.only else [(s.split(":")[0].upper(), int(s.split(":")[1])) for s in args.only]
-    trained = set()
+    if not (results / f"{profile}_classical.json").exists():
+        print("  record:", records.write_record(evaluation.evaluate_classical(dataset, profile=profile), results), flush=True)
     for network, seed in plan:
-        directory = training.model_dir(network, profile, seed)
+        directory = config.model_dir(network, profile, seed)
         if not ((directory / "model.keras").exists() and (directory / "timing.json").exists()):
             print(f"[{time.strftime('%H:%M:%S')}] training {network} seed {seed} -> {directory}", flush=True)
             cfg = config.training_config(network, profile, seed=seed)
             training.train(cfg, dataset, directory, split=split)
-        trained.add((network, seed))
         if not record_exists(results, profile, network, seed):
             print(f"[{time.strftime('%H:%M:%S')}] scoring {network} seed {seed}", flush=True)
             for record in evaluation.evaluate_pipelines([network], dataset, profile=profile, seed=seed):
-                print("  record:", evaluation.write_record(record, results), flush=True)
+                print("  record:", records.write_record(record, results), flush=True)
         for pair, (marker, mask) in config.PAIRS.items():
-            ready = all(training.model_dir(n, profile, seed).joinpath("timing.json").exists() for n in (marker, mask))
+            ready = all(config.model_dir(n, profile, seed).joinpath("timing.json").exists() for n in (marker, mask))
             if network not in (marker, mask) or not ready:
                 continue
             tune = seed == 0 and not record_exists(results, profile, pair, seed, tuned=True)
             if record_exists(results, profile, pair, seed) and not tune:
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] scoring {pair} seed {seed}", flush=True)
-            records = evaluation.evaluate_pipelines(
+            scored = evaluation.evaluate_pipelines(
                 [pair], dataset, profile=profile, seed=seed, tune_on=split.val if seed == 0 else None
             )
-            for record in records:
-                print("  record:", evaluation.write_record(record, results), flush=True)
+            for record in scored:
+                print("  record:", records.write_record(record, results), flush=True)
     print(f"[{time.strftime('%H:%M:%S')}] campaign done", flush=True)
     return 0
 

@@ -7,8 +7,8 @@ Runs on any machine with a GPU and Keras 3 on JAX (default here) or TensorFlow::
 
 (``bash tools/full_profile_gpu.sh`` does the set-up on the project's lent GPU machines, which
 have JAX but no TensorFlow and no internet.) Everything is done in the ``full`` profile:
-Table 3 networks (4 blocks, F=64), 256x256 crops, AMSGrad lr 1e-4, batch 8, mixed
-precision (bfloat16) on the GPU. Training stops early by a time budget chosen so that the
+Table 3 networks (4 blocks, F=64), 256x256 crops, AMSGrad lr 1e-4, batch 8 (as in the paper),
+and mixed precision (bfloat16) on the GPU (this project's choice). Training stops early by a time budget chosen so that the
 whole run fits ``--minutes``; the records say how many epochs each network had. It writes
 the JSON records of ``nucleitut.evaluation`` plus ``benchmark.json`` and the training
 histories into ``--out``.
@@ -76,10 +76,10 @@ def main() -> None:
 
     import keras
 
-    from nucleitut import config, data, evaluation, training
+    from nucleitut import config, data, evaluation, records, training
 
     log(f"backend {keras.backend.backend()}, devices {training.available_devices() or ['cpu']}")
-    env = evaluation.environment()
+    env = records.environment()
     (out / "environment.json").write_text(json.dumps(env, indent=1))
     bench = {} if args.smoke or args.bench_steps == 0 else benchmark(args.bench_steps)
     (out / "benchmark.json").write_text(json.dumps({"ms_per_crop_train_step_batch8_256x256": bench, **env}, indent=1))
@@ -99,16 +99,16 @@ def main() -> None:
             overrides.update(blocks=3, filters=4, max_epochs=2, mixed_precision=False)
         cfg = config.training_config(network, "full", **overrides)
         log(f"training {network} with a budget of {cfg.time_budget_s:.0f} s")
-        result = training.train(cfg, dataset, training.model_dir(network, "full"), split=split, workers=1)
+        result = training.train(cfg, dataset, config.model_dir(network, "full"), split=split, workers=1)
         log(f"{network}: {result.epochs} epochs, best val_loss {result.best_val_loss:.4f}, {result.ms_per_crop:.1f} ms/crop")
         for name in ("history.csv", "timing.json"):
-            shutil.copy(training.model_dir(network, "full") / name, out / f"{network}_{name}")
+            shutil.copy(config.model_dir(network, "full") / name, out / f"{network}_{name}")
 
     log("evaluating on the test split")
-    records = evaluation.evaluate_pipelines(args.pipelines.split(","), dataset, ids=split.test, profile="full")
-    for record in records:
+    scored = evaluation.evaluate_pipelines(args.pipelines.split(","), dataset, ids=split.test, profile="full")
+    for record in scored:
         record["run"] = "tools/full_profile_gpu.py" + (" --smoke" if args.smoke else "")
-        path = evaluation.write_record(record, out / "records")
+        path = records.write_record(record, out / "records")
         log(f"{path.name}: {record['mean']['kaggle_score']:.3f}")
     log("done")
 

@@ -1,0 +1,557 @@
+"""From an image to network outputs: normalisation, tiling, test-time augmentation, ensembles.
+
+Book chapters: *Data* (normalisation, tiles), *First results* (predicting whole images),
+*TTA and ensembles*.
+
+Everything between an image and the probabilities the post-processing reads lives here:
+
+* :func:`normalize` -- the paper's input scaling ``A / 127.5 - 1`` (eq. 1, section 3.5);
+* :func:`predict_tiled` / :func:`predict_image` -- a network on an image of any size, in
+  overlapping tiles with mirrored edges, in batches;
+* :func:`tta_predict` -- test-time augmentation (section 4.2): flipped/rotated views, undone
+  and fused (mean of objects, maximum of borders);
+* :func:`ensemble_predict` -- several networks fused (the paper averages "the output of
+  multiple networks", section 4.2; see :func:`combine_predictions` for which rule applies);
+* :func:`load_network` and :func:`predict_probabilities` -- a saved network with its
+  training configuration, and its output for an RGB ``uint8`` image.
+
+Keras is imported only where a model is loaded; the rest is numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config
+
+__all__ = [
+    "normalize",
+    "denormalize",
+    "pad_to",
+    "tile_positions",
+    "predict_tiled",
+    "predict_image",
+    "DIHEDRAL_TRANSFORMS",
+    "DEFAULT_TTA",
+    "apply_transform",
+    "invert_transform",
+    "combine_predictions",
+    "tta_predict",
+    "ensemble_predict",
+    "load_network",
+    "network_config",
+    "predict_probabilities",
+]
+
+#: Channel of the border (or boundary) in three-class outputs (see :mod:`nucleitut.postprocess`).
+BORDER = 2
+
+
+def _check_real(array, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    real = np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    if not (real or array.dtype == bool):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation and tiles
+# --------------------------------------------------------------------------------------------
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """Paper eq. (1), section 3.5: ``A / 127.5 - 1`` as float32, mapping [0, 255] to [-1, 1].
+
+    >>> normalize(np.array([0, 255], np.uint8)).tolist()
+    [-1.0, 1.0]
+    """
+    return np.asarray(image, np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def denormalize(image: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize` for display: back to ``uint8`` in [0, 255]."""
+    return np.clip(np.round((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def pad_to(array: np.ndarray, height: int, width: int, mode: str = "reflect") -> np.ndarray:
+    pad_h, pad_w = max(0, height - array.shape[0]), max(0, width - array.shape[1])
+    if pad_h == 0 and pad_w == 0:
+        return array
+    pads = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
+    if mode == "reflect" and (pad_h >= array.shape[0] or pad_w >= array.shape[1]):
+        mode = "symmetric"
+    return np.pad(array, pads, mode=mode)
+
+
+def tile_positions(length: int, tile: int, margin: int) -> list[tuple[int, int, int]]:
+    """Tiles along one axis for overlapping inference.
+
+    Returns ``(start, keep_from, keep_to)`` per tile: the tile covers ``[start, start+tile)``
+    and contributes the pixels ``[keep_from, keep_to)`` (image coordinates) to the stitched
+    result. Kept ranges partition ``[0, length)`` and stay at least ``margin`` pixels away
+    from every tile edge that is not an image edge, so a network whose receptive field
+    reaches at most ``margin`` pixels gives the same result as on the whole image.
+    """
+    if length <= tile:
+        return [(0, 0, length)]
+    step = tile - 2 * margin
+    if step <= 0:
+        raise ValueError(f"tile size {tile} too small for margin {margin}")
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    starts = sorted(set(starts))
+    result = []
+    for i, start in enumerate(starts):
+        keep_from = 0 if i == 0 else max(result[-1][2], start + margin)
+        keep_to = length if i == len(starts) - 1 else start + tile - margin
+        result.append((start, keep_from, keep_to))
+    return result
+
+
+def predict_tiled(
+    predict_batch: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    tile_size: int = 256,
+    overlap: int = 32,
+    multiple: int = 16,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Apply a network to an image of any size: pad, tile with overlap, predict, stitch.
+
+    Parameters
+    ----------
+    predict_batch : callable
+        Maps float32 ``(n, t, t, C_in)`` to ``(n, t, t, C_out)``.
+    image : ndarray, shape (H, W, C_in)
+        A normalised image (see :func:`normalize`).
+    tile_size : int
+        Tile edge; rounded up to a multiple of ``multiple``.
+    overlap : int
+        Pixels shared by neighbouring tiles; each tile's outer ``overlap // 2`` pixels are
+        discarded, which removes the tiles' boundary effects. The image itself is first
+        padded by ``overlap // 2`` mirrored pixels on every side for the same reason.
+    multiple : int
+        Network input sizes must be divisible by this (``2 ** blocks``). Images smaller than
+        a tile or not divisible are padded by reflection, and the padding is cut off again.
+
+    Returns
+    -------
+    ndarray float32, shape (H, W, C_out)
+    """
+    image = np.asarray(image, np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    height, width = image.shape[:2]
+    tile = int(np.ceil(tile_size / multiple) * multiple)
+    margin = overlap // 2
+    if margin:
+        # The image's own edges get the same treatment as the seams between tiles: a
+        # mirrored margin, so the network's zero padding never touches real pixels there.
+        mode = "reflect" if min(height, width) > margin else "symmetric"
+        image = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode=mode)
+    inner_h, inner_w = height, width
+    height, width = image.shape[:2]
+    # Small images get a smaller tile (still a multiple) instead of a lot of padding.
+    tile_h = min(tile, int(np.ceil(height / multiple) * multiple))
+    tile_w = min(tile, int(np.ceil(width / multiple) * multiple))
+    padded = pad_to(image, max(height, tile_h), max(width, tile_w))
+    rows = tile_positions(padded.shape[0], tile_h, margin)
+    cols = tile_positions(padded.shape[1], tile_w, margin)
+    windows = [(r, c) for r in rows for c in cols]
+    output = None
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first : first + batch_size]
+        batch = np.stack([padded[r[0] : r[0] + tile_h, c[0] : c[0] + tile_w] for r, c in chunk])
+        result = np.asarray(predict_batch(batch), np.float32)
+        if output is None:
+            output = np.zeros(padded.shape[:2] + (result.shape[-1],), np.float32)
+        for (r, c), pred in zip(chunk, result):
+            output[r[1] : r[2], c[1] : c[2]] = pred[r[1] - r[0] : r[2] - r[0], c[1] - c[0] : c[2] - c[0]]
+    return output[margin : margin + inner_h, margin : margin + inner_w]
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-image prediction
+# --------------------------------------------------------------------------------------------
+
+
+def predict_image(
+    model_or_fn: Any,
+    image,
+    tile_size: int = 256,
+    overlap: int = 32,
+    multiple: int = 16,
+    batch_size: int = 8,
+    pad_batches: bool | None = None,
+) -> np.ndarray:
+    """Predict an image of any size with overlapping tiles (:func:`predict_tiled`).
+
+    Parameters
+    ----------
+    model_or_fn : keras.Model or callable
+        A Keras model (anything with ``predict_on_batch`` is treated as one), or a
+        function mapping a float32 batch (n, t, t, C_in) to (n, t, t, C_out).
+    image : ndarray, shape (H, W, C_in) or (H, W)
+        Normalised image.
+    tile_size, overlap, multiple, batch_size : int
+        Passed to :func:`predict_tiled`.
+    pad_batches : bool, optional
+        Pad short batches of a Keras model to ``batch_size`` (default: on the JAX backend,
+        where every new batch shape costs a compilation).
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C_out)
+
+    Examples
+    --------
+    >>> double = lambda batch: batch * 2
+    >>> predict_image(double, np.ones((40, 50), np.float32), tile_size=32, overlap=8).shape
+    (40, 50, 1)
+    """
+    image = _check_real(image, "image")
+    if image.ndim == 2:
+        image = image[..., None]
+    image = _check_image(image)
+
+    if hasattr(model_or_fn, "predict_on_batch"):
+        model = model_or_fn
+
+        if pad_batches is None:
+            import keras
+
+            pad_batches = keras.backend.backend() == "jax"
+
+        def predict_batch(batch: np.ndarray) -> np.ndarray:
+            # On JAX a fixed batch shape lets XLA compile the forward pass once (it compiles
+            # again for every new shape), so short batches are padded there. TensorFlow on a
+            # CPU would pay for the padded tiles, so it gets the batch as it is.
+            n = len(batch)
+            if pad_batches and n < batch_size:
+                batch = np.concatenate([batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)])
+            return np.asarray(model.predict_on_batch(batch), np.float32)[:n]
+
+    elif callable(model_or_fn):
+        predict_batch = model_or_fn
+    else:
+        raise TypeError(
+            f"model_or_fn must be a Keras model or a callable, got {type(model_or_fn).__name__}"
+        )
+
+    prediction = predict_tiled(
+        predict_batch,
+        image,
+        tile_size=tile_size,
+        overlap=overlap,
+        multiple=multiple,
+        batch_size=batch_size,
+    )
+    return np.asarray(prediction, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Test-time augmentation and ensembles (paper section 4.2)
+# --------------------------------------------------------------------------------------------
+
+
+def _antitranspose(x: np.ndarray) -> np.ndarray:
+    # Mirror on the anti-diagonal: out[i, j] = x[H - 1 - j, W - 1 - i].
+    return np.swapaxes(x, 0, 1)[::-1, ::-1]
+
+
+_ArrayFn = Callable[[np.ndarray], np.ndarray]
+
+#: The eight symmetries of the square as ``name -> (forward, inverse)``, acting on the first two
+#: axes of an (H, W) or (H, W, C) array. Rotations are counter-clockwise (``np.rot90``).
+DIHEDRAL_TRANSFORMS: dict[str, tuple[_ArrayFn, _ArrayFn]] = {
+    "identity": (lambda x: x, lambda x: x),
+    "flip_ud": (lambda x: x[::-1], lambda x: x[::-1]),
+    "flip_lr": (lambda x: x[:, ::-1], lambda x: x[:, ::-1]),
+    "rot90": (lambda x: np.rot90(x, 1), lambda x: np.rot90(x, -1)),
+    "rot180": (lambda x: np.rot90(x, 2), lambda x: np.rot90(x, 2)),
+    "rot270": (lambda x: np.rot90(x, -1), lambda x: np.rot90(x, 1)),
+    "transpose": (lambda x: np.swapaxes(x, 0, 1), lambda x: np.swapaxes(x, 0, 1)),
+    "antitranspose": (_antitranspose, _antitranspose),
+}
+
+#: Transforms of the paper's test-time augmentation (section 4.2: "flipping (up-down,
+#: left-right) and a 90°-rotation"), with the image itself.
+DEFAULT_TTA: tuple[str, ...] = ("identity", "flip_ud", "flip_lr", "rot90")
+
+
+def _transform_pair(name: str):
+    try:
+        return DIHEDRAL_TRANSFORMS[name]
+    except KeyError:
+        choices = sorted(DIHEDRAL_TRANSFORMS)
+        raise ValueError(f"unknown transform {name!r}; choose from {choices}") from None
+
+
+def apply_transform(array, name: str) -> np.ndarray:
+    """Apply the dihedral transform ``name`` to the first two axes of ``array``.
+
+    Parameters
+    ----------
+    array : ndarray, shape (H, W) or (H, W, C)
+    name : str
+        A key of :data:`DIHEDRAL_TRANSFORMS`.
+
+    Returns
+    -------
+    ndarray, shape (H, W, ...) or (W, H, ...)
+        C-contiguous copy (networks and some backends dislike negative strides).
+
+    Examples
+    --------
+    >>> apply_transform(np.array([[1, 2, 3]]), "rot90")
+    array([[3],
+           [2],
+           [1]])
+    """
+    array = np.asarray(array)
+    if array.ndim < 2:
+        raise ValueError(f"array must have at least two (spatial) axes, got shape {array.shape}")
+    return np.ascontiguousarray(_transform_pair(name)[0](array))
+
+
+def invert_transform(array, name: str) -> np.ndarray:
+    """Undo :func:`apply_transform` with the same ``name`` (exactly, pixel for pixel).
+
+    Examples
+    --------
+    >>> x = np.arange(6).reshape(2, 3)
+    >>> bool(np.array_equal(invert_transform(apply_transform(x, "rot90"), "rot90"), x))
+    True
+    """
+    array = np.asarray(array)
+    if array.ndim < 2:
+        raise ValueError(f"array must have at least two (spatial) axes, got shape {array.shape}")
+    return np.ascontiguousarray(_transform_pair(name)[1](array))
+
+
+def combine_predictions(
+    predictions: Sequence[np.ndarray], border_channel: int | None = BORDER
+) -> np.ndarray:
+    """Fuse aligned predictions of one image: mean of all channels, max of the border channel.
+
+    For test-time augmentation the paper takes "the pixelwise mean or maximum respectively" of
+    the object and the border ("boundary") channel (section 4.2), so a border seen by any view
+    is kept; averaging would blur a thin border that only some of the predictions place
+    exactly. For ensembles of networks the paper speaks of "the averaged output of multiple
+    networks"; using the max rule there too, and averaging the background channel, are this
+    project's choices. The max rule applies when the outputs have three channels and
+    ``border_channel`` is not None; otherwise every channel is averaged.
+
+    The fused three-class output is deliberately *not* renormalised: with the border at its
+    maximum the channels may sum to more than one. The watershed only looks at each channel on
+    its own (``1 - background`` and ``object * (1 - border)``), and renormalising would dilute
+    exactly the border emphasis the max rule is there for.
+
+    Parameters
+    ----------
+    predictions : sequence of ndarray, each (H, W) or (H, W, C), all the same shape
+    border_channel : int or None, default 2
+        Channel combined by maximum for three-channel outputs.
+
+    Returns
+    -------
+    ndarray of float32, same shape as each prediction
+
+    Examples
+    --------
+    >>> a = np.array([[[0.5, 0.5, 0.0]]])
+    >>> b = np.array([[[0.0, 0.5, 0.5]]])
+    >>> combine_predictions([a, b])
+    array([[[0.25, 0.5 , 0.5 ]]], dtype=float32)
+    """
+    if len(predictions) == 0:
+        raise ValueError("combine_predictions needs at least one prediction")
+    shapes = {np.shape(p) for p in predictions}
+    if len(shapes) != 1:
+        raise ValueError(f"predictions must share a shape, got {sorted(shapes)}")
+    stack = np.stack([np.asarray(p, dtype=np.float32) for p in predictions])
+    # Summing float32 values in float64 is exact for any realistic number of predictions, so
+    # identical predictions fuse to exactly themselves (a float32 running sum would round).
+    combined = stack.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if border_channel is not None and combined.ndim == 3 and combined.shape[-1] == 3:
+        if not -3 <= border_channel < 3:
+            raise ValueError(f"border_channel must index one of 3 channels, got {border_channel}")
+        combined[..., border_channel] = stack[..., border_channel].max(axis=0)
+    return combined
+
+
+def _check_image(image) -> np.ndarray:
+    image = _check_real(image, "image")
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (H, W, C), got {image.shape}")
+    return image.astype(np.float32, copy=False)
+
+
+def _aligned_predictions(predict_fn, image: np.ndarray, transforms: Iterable[str]) -> list[np.ndarray]:
+    predictions = []
+    for name in transforms:
+        prediction = np.asarray(predict_fn(apply_transform(image, name)))
+        prediction = invert_transform(prediction, name)
+        if prediction.shape[:2] != image.shape[:2]:
+            raise ValueError(
+                f"predict_fn must keep the spatial size: image {image.shape[:2]} gave a prediction "
+                f"of shape {prediction.shape} after undoing {name!r}"
+            )
+        predictions.append(prediction)
+    if not predictions:
+        raise ValueError("transforms must name at least one transform")
+    return predictions
+
+
+def tta_predict(
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    image,
+    transforms: Sequence[str] = DEFAULT_TTA,
+    border_channel: int | None = BORDER,
+) -> np.ndarray:
+    """Predict with test-time augmentation (paper 4.2).
+
+    Each transform is applied to the image, ``predict_fn`` predicts, the transform is undone on
+    the prediction, and the aligned predictions are fused by :func:`combine_predictions`
+    (mean, and maximum on the border channel of three-class outputs).
+
+    Parameters
+    ----------
+    predict_fn : callable
+        Maps a float32 image of shape (h, w, C_in) to a prediction of shape (h, w, C_out) or
+        (h, w). It must accept both orientations (rotations swap h and w), e.g.
+        ``lambda im: predict_image(model, im)``.
+    image : ndarray, shape (H, W, C_in)
+        Normalised image.
+    transforms : sequence of str, default :data:`DEFAULT_TTA`
+        Names from :data:`DIHEDRAL_TRANSFORMS`.
+    border_channel : int or None, default 2
+        Channel fused by maximum for three-channel outputs; None averages every channel.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C_out) or (H, W)
+
+    Examples
+    --------
+    A prediction that does not depend on orientation is unchanged by TTA:
+
+    >>> image = np.random.default_rng(0).random((4, 6, 1), dtype=np.float32)
+    >>> fn = lambda im: np.concatenate([1 - im, im, im * im], axis=-1)
+    >>> bool(np.array_equal(tta_predict(fn, image), fn(image)))
+    True
+    """
+    image = _check_image(image)
+    return combine_predictions(_aligned_predictions(predict_fn, image, transforms), border_channel)
+
+
+def ensemble_predict(
+    predict_fns: Sequence[Callable[[np.ndarray], np.ndarray]],
+    image,
+    transforms: Sequence[str] | None = None,
+    border_channel: int | None = BORDER,
+) -> np.ndarray:
+    """Fuse the predictions of several networks, optionally each with test-time augmentation.
+
+    All (network, transform) predictions are fused together by :func:`combine_predictions`.
+    Since every network sees the same transforms, this equals fusing each network's TTA output
+    first and the networks second (mean of equal-sized means, max of maxima).
+
+    Parameters
+    ----------
+    predict_fns : sequence of callable
+        Each maps an (h, w, C_in) float32 image to (h, w, C_out); all must agree on C_out.
+    image : ndarray, shape (H, W, C_in)
+        Normalised image.
+    transforms : sequence of str or None, default None
+        None predicts the image as it is; otherwise names from :data:`DIHEDRAL_TRANSFORMS`.
+    border_channel : int or None, default 2
+        Channel fused by maximum for three-channel outputs.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C_out) or (H, W)
+
+    Examples
+    --------
+    >>> image = np.zeros((2, 2, 1), dtype=np.float32)
+    >>> net_a = lambda im: np.broadcast_to([0.5, 0.5, 0.0], im.shape[:2] + (3,))
+    >>> net_b = lambda im: np.broadcast_to([0.25, 0.25, 0.5], im.shape[:2] + (3,))
+    >>> ensemble_predict([net_a, net_b], image)[0, 0]
+    array([0.375, 0.375, 0.5  ], dtype=float32)
+    """
+    image = _check_image(image)
+    if len(predict_fns) == 0:
+        raise ValueError("ensemble_predict needs at least one predict function")
+    names = ("identity",) if transforms is None else tuple(transforms)
+    predictions = [p for fn in predict_fns for p in _aligned_predictions(fn, image, names)]
+    return combine_predictions(predictions, border_channel)
+
+
+# --------------------------------------------------------------------------------------------
+# Saved networks
+# --------------------------------------------------------------------------------------------
+
+
+def load_network(directory: str | os.PathLike):
+    """Load a saved network (``model.keras``, ``safe_mode=True``) with its training
+    configuration (``config.json``), which :func:`network_config` returns for it later.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder and the command that trains the network.
+    """
+    import keras
+
+    directory = Path(directory)
+    if not (directory / "model.keras").exists() or not (directory / "config.json").exists():
+        raise FileNotFoundError(
+            f"{directory}: no trained network (model.keras and config.json); train it with "
+            f"`python -m nucleitut train {directory.name}` or `training.trained_model({directory.name!r})`"
+        )
+    model = keras.models.load_model(directory / "model.keras", safe_mode=True)
+    model.nucleitut_config = config.TrainingConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    return model
+
+
+def network_config(model) -> "config.TrainingConfig":
+    """The training configuration a network was loaded or trained with."""
+    cfg = getattr(model, "nucleitut_config", None)
+    if cfg is None:
+        raise ValueError(
+            "this model carries no training configuration: load it with predict.load_network or "
+            "training.trained_model, or pass blocks= to predict_probabilities"
+        )
+    return cfg
+
+
+def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size: int = 256, blocks: int | None = None) -> np.ndarray:
+    """Network output for an RGB ``uint8`` image of any size, optionally with TTA.
+
+    The image is normalised (:func:`normalize`) and predicted in overlapping tiles whose
+    size is a multiple of ``2 ** blocks``; ``blocks`` comes from the network's training
+    configuration (:func:`network_config`) unless given. With ``tta`` the paper's views
+    (:data:`DEFAULT_TTA`: identity, up-down flip, left-right flip, 90° rotation) are fused:
+    object channels averaged, the border/boundary channel maximised.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C)
+    """
+    blocks = blocks if blocks is not None else network_config(model).blocks
+    normalised = normalize(image)
+
+    def predict(x):
+        return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks)
+
+    if not tta:
+        return predict(normalised)
+    channels = model.output_shape[-1]
+    return tta_predict(predict, normalised, border_channel=BORDER if channels == 3 else None)

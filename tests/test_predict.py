@@ -1,0 +1,237 @@
+"""Tests of nucleitut.predict: tiles, test-time augmentation, ensembles, saved networks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nucleitut import config, predict, training, unet
+from nucleitut.predict import (
+    DEFAULT_TTA,
+    DIHEDRAL_TRANSFORMS,
+    apply_transform,
+    combine_predictions,
+    ensemble_predict,
+    invert_transform,
+    predict_image,
+    tta_predict,
+)
+
+
+# ------------------------------------------------------------------------------------------
+# Test-time augmentation
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DIHEDRAL_TRANSFORMS))
+def test_every_transform_is_exactly_inverted_on_a_non_square_array(name):
+    x = np.random.default_rng(1).random((5, 7, 3))
+    y = apply_transform(x, name)
+    expected_shape = (5, 7, 3) if name in ("identity", "flip_ud", "flip_lr", "rot180") else (7, 5, 3)
+    assert y.shape == expected_shape
+    assert y.flags.c_contiguous
+    assert np.array_equal(invert_transform(y, name), x)
+
+
+def test_the_eight_transforms_are_distinct_symmetries():
+    x = np.arange(12).reshape(3, 4)
+    images = {name: apply_transform(x, name) for name in DIHEDRAL_TRANSFORMS}
+    keys = {(im.shape, im.tobytes()) for im in images.values()}
+    assert len(keys) == 8
+    assert apply_transform(x, "rot90")[0].tolist() == [3, 7, 11]  # counter-clockwise
+    assert apply_transform(x, "antitranspose")[0].tolist() == [11, 7, 3]  # out[i, j] = x[H-1-j, W-1-i]
+
+
+def test_unknown_transform_name_raises():
+    with pytest.raises(ValueError, match="unknown transform"):
+        apply_transform(np.zeros((2, 2)), "rot45")
+
+
+def per_pixel_net(image):
+    """Orientation-independent predict_fn: each pixel's output depends on that pixel only.
+
+    Only +, - and * are used: they round identically whatever the memory layout, whereas a
+    matrix product or a vectorised exp may round differently on transposed arrays.
+    """
+    a, b = image[..., 0], image[..., 1]
+    obj = a * (1 - b)
+    border = 0.5 * b * b
+    return np.stack([1 - obj - border, obj, border], axis=-1)
+
+
+@pytest.mark.parametrize("transforms", [DEFAULT_TTA, tuple(DIHEDRAL_TRANSFORMS)])
+def test_tta_of_equivariant_predict_fn_equals_plain_prediction(transforms):
+    image = np.random.default_rng(2).random((9, 13, 2), dtype=np.float32)
+    plain = per_pixel_net(image)
+    # Every aligned prediction is identical, so both the mean and the max return it unchanged.
+    assert np.array_equal(tta_predict(per_pixel_net, image, transforms), plain)
+
+
+def test_tta_of_symmetric_filter_equals_plain_prediction():
+    from scipy import ndimage
+
+    def smooth_net(image):
+        blurred = ndimage.uniform_filter(image[..., 0], size=3, mode="reflect")
+        return np.stack([1 - blurred, 0.6 * blurred, 0.4 * blurred], axis=-1)
+
+    image = np.random.default_rng(4).random((11, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(tta_predict(smooth_net, image), smooth_net(image), atol=1e-6)
+
+
+def top_row_border_net(image):
+    """Not equivariant: always predicts a border on the first row of whatever it is given."""
+    height, width = image.shape[:2]
+    out = np.zeros((height, width, 3), dtype=np.float32)
+    out[..., 0] = 0.5
+    out[..., 1] = 0.5
+    out[0, :, :] = [0.0, 0.0, 1.0]
+    return out
+
+
+def test_tta_takes_max_of_border_and_mean_of_other_channels():
+    image = np.zeros((6, 8, 1), dtype=np.float32)
+    # Undoing each transform moves the net's top-row border: identity and flip_lr -> top row,
+    # flip_ud -> bottom row, rot90 -> right column.
+    top, bottom, right = (np.zeros((6, 8), bool) for _ in range(3))
+    top[0], bottom[-1], right[:, -1] = True, True, True
+    border_votes = 2 * top.astype(int) + bottom + right  # of 4 predictions
+
+    fused = tta_predict(top_row_border_net, image)
+    assert np.array_equal(fused[..., 2], (border_votes > 0).astype(np.float32))
+    np.testing.assert_allclose(fused[..., 1], 0.5 * (4 - border_votes) / 4)
+    np.testing.assert_allclose(fused[..., 0], 0.5 * (4 - border_votes) / 4)
+    # A mean would have kept only a quarter of the bottom border.
+    averaged = tta_predict(top_row_border_net, image, border_channel=None)
+    assert averaged[-1, 3, 2] == pytest.approx(0.25)
+    assert fused[-1, 3, 2] == 1.0
+
+
+def test_tta_rejects_predict_fn_that_changes_size():
+    with pytest.raises(ValueError, match="spatial size"):
+        tta_predict(lambda im: im[:-1], np.zeros((4, 4, 1), np.float32))
+
+
+def constant_net(values):
+    def predict(image):
+        return np.broadcast_to(np.asarray(values, np.float32), image.shape[:2] + (3,)).copy()
+
+    return predict
+
+
+def test_ensemble_averages_objects_and_keeps_strongest_border():
+    image = np.zeros((3, 5, 1), dtype=np.float32)
+    nets = [
+        constant_net([0.5, 0.25, 0.25]),
+        constant_net([0.25, 0.25, 0.5]),
+        constant_net([0.0, 1.0, 0.0]),
+    ]
+    fused = ensemble_predict(nets, image)
+    assert fused.shape == (3, 5, 3)
+    assert np.array_equal(fused[1, 2], np.array([0.25, 0.5, 0.5], np.float32))
+    # With TTA every net contributes four identical predictions: same fused values.
+    assert np.array_equal(ensemble_predict(nets, image, DEFAULT_TTA), fused)
+
+
+def test_ensemble_with_tta_combines_networks_and_transforms():
+    image = np.zeros((6, 8, 1), dtype=np.float32)
+    nets = [top_row_border_net, constant_net([0.5, 0.5, 0.0])]
+    fused = ensemble_predict(nets, image, ("identity", "flip_ud"))
+    assert fused[0, 3, 2] == 1.0 and fused[-1, 3, 2] == 1.0 and fused[3, 3, 2] == 0.0
+    assert fused[0, 3, 1] == pytest.approx(0.25 * (0.0 + 0.5 + 0.5 + 0.5))
+
+
+def test_combine_predictions_averages_all_channels_for_non_three_class_outputs():
+    a = np.full((2, 2, 2), 0.2, np.float32)
+    b = np.full((2, 2, 2), 0.6, np.float32)
+    np.testing.assert_allclose(combine_predictions([a, b]), 0.4)
+    with pytest.raises(ValueError, match="share a shape"):
+        combine_predictions([a, b[:1]])
+
+
+# ------------------------------------------------------------------------------------------
+# Whole-image prediction
+# ------------------------------------------------------------------------------------------
+
+
+def per_pixel_batch(batch):
+    assert batch.dtype == np.float32 and batch.ndim == 4
+    return np.concatenate([batch[..., :1] * 2.0, batch[..., 1:] - batch[..., :1]], axis=-1)
+
+
+def test_predict_image_tiles_any_size_like_a_single_pass():
+    image = np.random.default_rng(5).random((37, 53, 2), dtype=np.float32)
+    result = predict_image(per_pixel_batch, image, tile_size=32, overlap=8, multiple=16, batch_size=3)
+    assert result.shape == (37, 53, 2)
+    np.testing.assert_allclose(result, per_pixel_batch(image[None])[0], atol=1e-6)
+
+
+def test_predict_image_calls_keras_models_with_fixed_size_batches():
+
+    class FakeModel:
+        def __init__(self):
+            self.batch_shapes = []
+
+        def predict_on_batch(self, batch):
+            self.batch_shapes.append(batch.shape)
+            return per_pixel_batch(batch)
+
+    model = FakeModel()
+    image = np.random.default_rng(6).random((20, 24), dtype=np.float32)
+    result = predict_image(model, image, tile_size=16, overlap=4, batch_size=8, pad_batches=True)
+    assert result.shape == (20, 24, 1)
+    np.testing.assert_allclose(result[..., 0], 2 * image, atol=1e-6)
+    # 4 tiles, padded to one batch of 8 so a compiled forward pass is reused
+    assert model.batch_shapes == [(8, 16, 16, 1)]
+    unpadded = predict_image(model, image, tile_size=16, overlap=4, batch_size=8, pad_batches=False)
+    np.testing.assert_array_equal(unpadded, result)
+    assert model.batch_shapes[-1] == (4, 16, 16, 1)
+
+
+def test_predict_image_rejects_non_callable():
+    with pytest.raises(TypeError, match="Keras model or a callable"):
+        predict_image(42, np.zeros((16, 16, 1), np.float32))
+
+
+# ------------------------------------------------------------------------------------------
+# A real (tiny, untrained) U-Net
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_network(tmp_path_factory):
+    """An untrained 3-block U-Net with F=4, saved and loaded like a trained network."""
+    directory = tmp_path_factory.mktemp("net") / "M3"
+    directory.mkdir()
+    cfg = config.training_config("M3", "quick", filters=4)
+    model = training.build_model(cfg)
+    model.save(directory / "model.keras")
+    (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
+    return directory, cfg
+
+
+def test_predict_probabilities_of_a_real_unet_are_softmax_maps_of_the_image_size(tiny_network):
+    directory, cfg = tiny_network
+    model = predict.load_network(directory)
+    assert predict.network_config(model) == cfg
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    probs = predict.predict_probabilities(model, image)
+    assert probs.shape == (70, 90, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
+    # The network's input is the paper's normalisation, in tiles a multiple of 2**blocks.
+    direct = predict.predict_image(model, image / 127.5 - 1, overlap=32, multiple=unet.required_multiple(cfg.blocks))
+    np.testing.assert_allclose(probs, direct, atol=1e-5)
+    with_tta = predict.predict_probabilities(model, image, tta=True)
+    assert with_tta.shape == probs.shape and not np.allclose(with_tta, probs)
+
+
+def test_a_model_without_its_configuration_needs_the_depth(tiny_network):
+    directory, cfg = tiny_network
+    model = training.build_model(cfg)
+    with pytest.raises(ValueError, match="carries no training configuration"):
+        predict.predict_probabilities(model, np.zeros((32, 32, 3), np.uint8))
+    assert predict.predict_probabilities(model, np.zeros((32, 32, 3), np.uint8), blocks=cfg.blocks).shape == (32, 32, 3)
+
+
+def test_loading_a_missing_network_names_the_command_that_trains_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m nucleitut train B4"):
+        predict.load_network(tmp_path / "B4")

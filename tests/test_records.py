@@ -1,0 +1,95 @@
+"""Tests of nucleitut.records: reading/writing, seed summaries, Figure 9 and the findings table."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nucleitut import config, records
+
+
+def record(pipeline, score, tta=False, seed=0, profile="cpu", networks=None, tuned=False):
+    chosen = "validation: best mean score over 109 images" if tuned else "defaults"
+    return {"pipeline": pipeline, "tta": tta, "seed": seed, "profile": profile, "n_images": 120,
+            "mean": {"kaggle_score": score}, "networks": networks or {}, "postprocess": {"chosen_on": chosen}}
+
+
+def campaign(m3b1=(0.60, 0.61, 0.62), m2=(0.50, 0.52, 0.51), m1=(0.40, 0.41, 0.42), tta_gain=0.01):
+    """Records shaped like the Table 3 campaign's: several seeds of some rows, one of others."""
+    rows = []
+    for pipeline, scores in (("M3B1", m3b1), ("M2", m2), ("M1", m1)):
+        for seed, score in enumerate(scores):
+            rows += [record(pipeline, score, False, seed), record(pipeline, score + tta_gain, True, seed)]
+    fast = {"M7": {"ms_per_crop": 10.0, "predict_ms_per_crop": 3.0}, "B5": {"ms_per_crop": 9.0, "predict_ms_per_crop": 3.0}}
+    slow = {"M6": {"ms_per_crop": 20.0, "predict_ms_per_crop": 6.0}, "B4": {"ms_per_crop": 19.0, "predict_ms_per_crop": 6.0}}
+    for pipeline, score, networks in (("M6B4", 0.70, slow), ("M7B5", 0.69, fast), ("B2", 0.50, None), ("B3", 0.55, None),
+                                      ("M4B2", 0.60, None), ("M5B3", 0.64, None), ("B4", 0.56, None)):
+        rows += [record(pipeline, score, False, 0, networks=networks), record(pipeline, score + tta_gain, True, 0, networks=networks)]
+    rows.append(record("classical", 0.44))
+    return rows
+
+
+def test_summary_gives_mean_and_range_over_seeds():
+    rows = {(r["label"], r["tta"]): r for r in records.summary(campaign())}
+    assert rows[("M2", False)]["n_seeds"] == 3 and rows[("M2", False)]["seeds"] == [0, 1, 2]
+    assert rows[("M2", False)]["mean"] == pytest.approx(0.51) and rows[("M2", False)]["min"] == 0.50
+    assert rows[("M6B4", True)]["n_seeds"] == 1
+
+
+def test_findings_verdicts_are_computed_from_the_records():
+    table = {row["claim"]: row for row in records.findings(campaign())}
+    assert len(table) == 6 and all(row["verdict"] in records.VERDICTS for row in table.values())
+    assert table["M3B1 beats M2 and M1"]["verdict"] == "reproduced"
+    assert "M3B1 0.610 [0.600-0.620, 3 seeds]" in table["M3B1 beats M2 and M1"]["ours"]
+    assert table["TTA improves every network"]["verdict"] == "reproduced"
+    assert table["M6B4 scores highest"]["verdict"] == "reproduced"
+    # M7B5 0.01 below M6B4: within the typical seed spread (0.02), and faster: reproduced.
+    assert table["M7B5 as accurate and faster"]["verdict"] == "reproduced"
+    assert table["set a can worsen accuracy (B2 vs B3, M4B2 vs M5B3)"]["verdict"] == "reproduced"
+    assert "instead" not in table["M6B4 scores highest"]["paper"] and "section 4.6" in table["M6B4 scores highest"]["paper"]
+
+
+def test_findings_say_not_reproduced_and_within_spread_when_the_numbers_say_so():
+    worse = {row["claim"]: row for row in records.findings(campaign(m3b1=(0.45, 0.46, 0.47), tta_gain=-0.1))}
+    assert worse["M3B1 beats M2 and M1"]["verdict"] == "not reproduced"
+    assert worse["TTA improves every network"]["verdict"] == "not reproduced"
+    close = {row["claim"]: row for row in records.findings(campaign(m3b1=(0.49, 0.52, 0.55)))}
+    assert close["M3B1 beats M2 and M1"]["verdict"] == "within the seed spread"
+    missing = {row["claim"]: row for row in records.findings([r for r in campaign() if r["pipeline"] != "M6B4"])}
+    assert missing["M6B4 scores highest"]["verdict"] == "not measured yet"
+
+
+def test_tuned_records_are_not_used_for_findings_but_get_their_own_bars():
+    rows = campaign() + [record("M3B1", 0.99, False, 0, tuned=True)]
+    assert records.findings(rows) == records.findings(campaign())
+    assert ("M3B1 tuned", False) in {(r["label"], r["tta"]) for r in records.summary(rows)}
+
+
+def test_figure9_draws_bars_whiskers_and_the_classical_line():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = records.figure9(campaign(), title="test")
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[:3] == ["B2", "B3", "B4"] and "classical" not in labels
+    assert any(line.get_linestyle() == "--" and line.get_ydata()[0] == pytest.approx(0.44) for line in ax.get_lines())
+    assert len(ax.containers) >= 3  # error bars of the multi-seed pipelines
+
+
+def test_write_and_read_records_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEITUT_RESULTS", str(tmp_path))
+    for r in campaign()[:4]:
+        records.write_record(r)
+    assert config.results_dir() == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu_M3B1.json", "cpu_M3B1_seed1.json", "cpu_M3B1_tta.json", "cpu_M3B1_tta_seed1.json"]
+    assert [r["seed"] for r in records.read_records(profile="cpu")] == [0, 1, 0, 1]
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json: not a valid results record"):
+        records.read_records()
+
+
+def test_stored_records_hold_no_machine_paths():
+    for path in sorted(config.results_dir().rglob("*.json")):
+        text = path.read_text()
+        for marker in ("/work/", "/home/", "/root/", "/tmp/", "C:\\\\"):
+            assert marker not in text, f"{path}: contains a machine path ({marker})"
