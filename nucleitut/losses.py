@@ -1,9 +1,13 @@
-"""Loss functions and the Dice metric compared by Scherr et al. (2018).
+"""The loss functions of Scherr et al. (2018), Table 2, and a Dice metric for training logs.
 
-The paper trains its U-Nets with binary cross-entropy (Bce), weighted Bce, categorical
-cross-entropy (Cce), weighted Cce, the soft Dice loss, the generalized Dice loss (Sudre et al.
-2017) and the sums BceDice and CceDice. All are written with ``keras`` and
-``keras.ops`` only, so they run on the TensorFlow and the JAX backend alike.
+Table 2 of the paper (section 3.3) is an overview of losses for microscopy image
+segmentation: binary and categorical cross-entropy (Bce, Cce), their weighted versions, the
+Dice loss, the generalized Dice loss (Sudre et al. 2017) and the sums BceDice and CceDice.
+The paper *trained* its networks with BceDice (networks B, sigmoid) and CceDice (networks M,
+softmax) only (Table 3), and found "no clear trend towards better predictions than with pure
+Bce or Dice loss" (section 3.6). This module implements every loss of the table so that they
+can be compared. All are written with ``keras`` and ``keras.ops`` only, so they run on the
+TensorFlow and the JAX backend alike.
 
 Conventions
 -----------
@@ -140,7 +144,7 @@ class _PerImageLoss(keras.losses.Loss):
 
 @_register
 class Bce(_PerImageLoss):
-    """Binary cross-entropy, mean over pixels and channels (Scherr et al. 2018, 'Bce').
+    """Binary cross-entropy, mean over pixels and channels (Scherr et al. 2018, Table 2, 'Bce').
 
     ``call(y_true, y_pred)`` with both of shape (B, H, W, C) returns shape (B,).
     """
@@ -154,7 +158,7 @@ class Bce(_PerImageLoss):
 
 @_register
 class WeightedBce(_PerImageLoss):
-    """Binary cross-entropy weighted per pixel (Ronneberger et al. 2015; Scherr et al. 'wBce').
+    """Binary cross-entropy weighted per pixel (Ronneberger et al. 2015; Scherr et al. Table 2).
 
     ``y_true`` has shape (B, H, W, C + 1): the target, then the weight map (see
     :func:`with_weights`); ``y_pred`` has shape (B, H, W, C). Returns the per-image mean of
@@ -172,7 +176,7 @@ class WeightedBce(_PerImageLoss):
 
 @_register
 class Cce(_PerImageLoss):
-    """Categorical cross-entropy, mean over pixels (Scherr et al. 2018, 'Cce').
+    """Categorical cross-entropy, mean over pixels (Scherr et al. 2018, Table 2, 'Cce').
 
     ``call(y_true, y_pred)`` with one-hot ``y_true`` and softmax ``y_pred``, both of shape
     (B, H, W, C), returns shape (B,).
@@ -187,7 +191,7 @@ class Cce(_PerImageLoss):
 
 @_register
 class WeightedCce(_PerImageLoss):
-    """Categorical cross-entropy weighted per pixel (Scherr et al. 2018, 'wCce').
+    """Categorical cross-entropy weighted per pixel (Scherr et al. 2018, Table 2).
 
     ``y_true`` has shape (B, H, W, C + 1): the one-hot target, then the weight map (see
     :func:`with_weights`); ``y_pred`` has shape (B, H, W, C). Returns the per-image mean of
@@ -204,7 +208,7 @@ class WeightedCce(_PerImageLoss):
 
 @_register
 class Dice(_PerImageLoss):
-    """Soft Dice loss ``1 - (2 |XY| + s) / (|X| + |Y| + s)`` per image (Scherr et al. 'Dice').
+    """Soft Dice loss ``1 - (2 |XY| + s) / (|X| + |Y| + s)`` per image (Table 2, 'Dice').
 
     Sums run over all pixels and channels of one image; ``smooth`` (``s``) keeps the loss
     defined and zero for an image without nuclei that is predicted empty. Returns shape (B,).
@@ -230,7 +234,9 @@ class Dice(_PerImageLoss):
 
 @_register
 class GeneralizedDice(_PerImageLoss):
-    """Generalized Dice loss of Sudre et al. (2017), per image.
+    """Generalized Dice loss of Sudre et al. (2017), per image (listed in the paper's Table 2).
+
+    The details below (weights for absent classes, normalised weights) are this project's choice.
 
     ``1 - (2 sum_l w_l sum_n r_ln p_ln + s) / (sum_l w_l sum_n (r_ln + p_ln) + s)`` with the
     class weights ``w_l = 1 / (sum_n r_ln)**2``, so rare classes (the border) count as much as
@@ -274,7 +280,10 @@ class GeneralizedDice(_PerImageLoss):
 
 @_register
 class BceDice(_PerImageLoss):
-    """Sum of :class:`Bce` and :class:`Dice` per image (Scherr et al. 2018, 'BceDice')."""
+    """Sum of :class:`Bce` and :class:`Dice` per image (Scherr et al. 2018, 'BceDice').
+
+    The loss the paper trains its one-channel networks B with (section 3.6, Table 3).
+    """
 
     def __init__(self, smooth=1.0, name="bce_dice", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -291,6 +300,10 @@ class BceDice(_PerImageLoss):
 @_register
 class CceDice(_PerImageLoss):
     """Cce plus the Dice losses of the object and of the border class (Scherr et al. 'CceDice').
+
+    The paper's loss for the three-class networks M (section 3.6, Table 3): "the sum of the Cce
+    loss for every class and of the channel-wise Dice losses for the object class and the
+    boundary class".
 
     ``cce + dice(channel 1) + dice(channel 2)`` per image: the soft Dice of the object/interior
     channel and of the boundary/border channel, each on its own, so the thin border class is
@@ -315,7 +328,7 @@ class CceDice(_PerImageLoss):
         return {**super().get_config(), "smooth": self.smooth}
 
 
-#: Loss names accepted by :func:`get_loss` (the paper's names in snake case).
+#: Loss names accepted by :func:`get_loss` (the names of the paper's Table 2 in snake case).
 LOSSES = {
     "bce": Bce,
     "weighted_bce": WeightedBce,

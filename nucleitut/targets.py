@@ -17,7 +17,8 @@ The ``binary`` target has a single channel (1 = nucleus). The names follow Scher
 (2018), "Best Practices in Deep Learning-Based Segmentation of Microscopy Images": a
 *boundary* outlines every nucleus, a *border* lies only between touching (or very close)
 nuclei, and *markers* are shrunken nuclei used as watershed seeds by the two-network
-approach (Sec. 4.1).
+approach (Sec. 4.1). The paper gives no sizes (border neighbourhood, border thickness,
+erosion and dilation radii): the defaults here are this project's choice.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _one_hot(classes: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def binary_target(labels: np.ndarray) -> np.ndarray:
-    """Foreground/background target (Scherr et al. 2018, binary approach).
+    """Foreground/background target (Scherr et al. 2018: one output channel, networks B1-B5).
 
     Parameters
     ----------
@@ -101,7 +102,7 @@ def binary_target(labels: np.ndarray) -> np.ndarray:
 
 
 def boundary_target(labels: np.ndarray, width: int = 1) -> np.ndarray:
-    """Background / interior / boundary target (Scherr et al. 2018, boundary approach).
+    """Background / interior / boundary target (Scherr et al. 2018, section 3.6: network M1).
 
     The boundary is the inner outline of *every* nucleus
     (:func:`skimage.segmentation.find_boundaries` with ``mode='inner'``, 4-connected), so an
@@ -162,10 +163,11 @@ def _touching_border(labels: np.ndarray, neighbourhood: int, dilation: int) -> n
 
 
 def border_target(labels: np.ndarray, neighbourhood: int = 3, dilation: int = 1) -> np.ndarray:
-    """Background / object / border target (Scherr et al. 2018, border approach).
+    """Background / object / border target (Scherr et al. 2018, section 3.6: the border method).
 
     The border marks only the pixels *between* touching or very close nuclei, the idea of the
-    Data Science Bowl 2018 winners: a pixel is border when its ``neighbourhood`` x
+    Data Science Bowl 2018 winners ("background, object, border between touching objects").
+    How the border is found and thickened is this project's choice: a pixel is border when its ``neighbourhood`` x
     ``neighbourhood`` window holds two different non-zero labels (computed as the grey
     dilation and erosion of the labels, the background excluded). Such pixels may lie on
     either nucleus or in a narrow background gap between them. An isolated nucleus gets no
@@ -231,7 +233,10 @@ def marker_target(
     labels: np.ndarray, erosion: int = 2, border_dilation: int = 2, neighbourhood: int = 3
 ) -> np.ndarray:
     """Background / marker / border target of the two-network approach (Scherr et al. 2018,
-    Sec. 4.1, networks M3-M7).
+    Sec. 4.1, networks M3-M7: "morphologically dilated borders and eroded objects").
+
+    The paper gives no sizes; the default radii 2 and the treatment of small nuclei are this
+    project's choice.
 
     Markers are the nuclei eroded one by one by a disk of radius ``erosion``; a nucleus too
     small to survive the erosion keeps its centre pixel(s), those with the largest Euclidean
@@ -277,6 +282,9 @@ def marker_target(
 
 def weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
     """Pixel weights of Ronneberger et al. (2015), used by the weighted losses.
+
+    The paper mentions such weight maps as one way "to force the network to learn small
+    separation borders" (section 3.6) but trains none of its networks with them.
 
     ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))`` where ``d1`` and ``d2``
     are the distances to the nearest and the second-nearest nucleus. The class-balance term

@@ -1,4 +1,4 @@
-"""The U-Net of Scherr et al. (2018), Figure 3, in backend-neutral Keras 3.
+"""The U-Net of Scherr et al. (2018), Figure 3 and section 3.2, in backend-neutral Keras 3.
 
 Encoder levels of two 3 x 3 convolutions, each followed by batch normalisation and ReLU, with
 2 x 2 max pooling between them; the number of filters starts at ``F`` and doubles per level.
@@ -10,6 +10,11 @@ marker targets, see :data:`nucleitut.targets.TARGET_CHANNELS`).
 
 The network is fully convolutional: it takes images of any height and width divisible by
 :func:`required_multiple` ``(blocks)``.
+
+From the paper: batch normalisation, learnable transposed convolutions (Figure 3), strides 1,
+2 and 2 and zero padding (section 3.2), F=64 for 4 blocks and F=32 for 5 blocks (Table 3).
+This project's choices (the paper gives none): the batch-norm momentum 0.9, He-normal
+initialisation, convolutions without bias and the optional dropout.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from keras import layers
 
 __all__ = ["ALLOWED_BLOCKS", "build_unet", "required_multiple"]
 
-#: Pooling depths the paper compares.
+#: Pooling depths this library builds: the paper trains 4- and 5-block U-Nets (Table 3) and
+#: draws a 3-block U-Net in Figure 3; the quick profile uses 3 and 4 blocks.
 ALLOWED_BLOCKS = (3, 4, 5)
 
 
@@ -65,8 +71,9 @@ def _conv_bn_relu(x, filters: int, name: str):
             filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
             name=f"{name}_conv{step}",
         )(x)
-        # Momentum 0.9 (Keras' default is 0.99): the running statistics used for prediction
-        # then follow the weights within a few dozen steps, which short CPU trainings need.
+        # Momentum 0.9 (Keras' default is 0.99; the paper gives none, so this project's choice):
+        # the running statistics used for prediction then follow the weights within a few
+        # dozen steps, which short CPU trainings need.
         x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{step}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{step}")(x)
     return x
@@ -81,7 +88,7 @@ def build_unet(
     dropout: float = 0.0,
     name: str = "unet",
 ) -> keras.Model:
-    """Build the U-Net of Scherr et al. (2018), Figure 3.
+    """Build the U-Net of Scherr et al. (2018), Figure 3 (see the module docstring for what is ours).
 
     Parameters
     ----------

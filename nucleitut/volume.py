@@ -2,9 +2,11 @@
 
 Book chapter: *Outlook to 3D* (``book/08_outlook_3d``).
 
-The paper's section 5 names the extension to 3D data as the next step. The simplest way there
-reuses a 2D network unchanged: segment every slice of a stack (``segment_slices``), then link
-each 2D object to the object it overlaps most in the previous slice (``fuse_slices``). Objects
+The paper's section 5 names, as one approach for 3D data, "to apply 2D segmentation slice by
+slice and to fuse the segments afterwards". This module does that with a 2D network unchanged:
+segment every slice of a stack (``segment_slices``), then link each 2D object to the object it
+overlaps most in the previous slice (``fuse_slices``; this linking rule is this project's
+choice, the paper gives none). Objects
 that are linked from slice to slice form one 3D object; an object without a good partner in
 the previous slice starts a new one. Overlap is the IoU by default; the share of the smaller
 object (``measure="smaller"``) also keeps the small top and bottom caps of a nucleus

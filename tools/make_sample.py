@@ -7,8 +7,9 @@ Usage::
 The sample holds original files (image and per-nucleus mask PNGs copied byte for byte) of
 48 images chosen with a fixed seed so that every image type and size class is present:
 fluorescence with small and with large nuclei in every image size, bright-field, and
-H&E-stained tissue. Its split keeps 12 images of the paper's test set (the last 120 sorted
-ids) as its test part; of the other 36, 8 are validation.
+H&E-stained tissue. Its split keeps 12 images of the test set of the paper's split rule
+(the last 120 sorted ids of the 664 fixed images, :func:`nucleitut.data.paper_split`) as its
+test part; of the other 36, 8 are validation.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from nucleitut import data
 
-#: (group, how many from the paper's training+validation part, how many from its test part)
+#: (group, how many from the training+validation part of the paper's split rule, how many from its test part)
 QUOTAS = [
     ("fluorescence small nuclei 256x256", 6, 3),
     ("fluorescence large nuclei 256x256", 4, 2),
