@@ -1,0 +1,129 @@
+"""Build the reference networks that ship with the package (``nucleitut/reference/``).
+
+Usage::
+
+    python -m nucleitut train M6 --profile cpu      # or any trained networks of one pipeline
+    python -m nucleitut train B4 --profile cpu
+    python tools/make_reference.py --models ~/.cache/nucleitut/models --pipeline M6B4 \\
+        --profile cpu --data ../shared/data/stage1_train.zip
+
+What it does, without training anything:
+
+1. loads the pipeline's trained networks from ``--models`` (``<DIR>/<NET>/model.keras`` or
+   ``<DIR>/<profile>/<NET>/model.keras``);
+2. computes the nucleus size statistics of the training split of ``--data``
+   (:func:`nucleitut.segment.nucleus_size_statistics`), the target of the size handling;
+3. chooses the post-processing settings on the validation split
+   (:func:`nucleitut.evaluation.tune_postprocessing`, with TTA unless ``--no-tta``);
+4. writes float16 weights, each network's training configuration and ``reference.json``
+   (pipeline, settings, size statistics, where and how the networks were trained, the data
+   set's fingerprint, a summary of the results record ``--record``) into ``--out``
+   (default: the package's ``nucleitut/reference``), and checks that the stored networks
+   predict like the trained ones up to float16 precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nucleitut import config, data, evaluation, predict, records, segment
+
+
+def _record_summary(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return {
+        "file": path.name,
+        "pipeline": record["pipeline"],
+        "tta": record["tta"],
+        "profile": record["profile"],
+        "n_images": record["n_images"],
+        "mean_kaggle_score": record["mean"]["kaggle_score"],
+        "postprocess": record.get("postprocess"),
+        "data": record.get("data"),
+        "commit": record.get("commit"),
+        "date": record.get("date"),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", required=True, help="folder of trained networks")
+    parser.add_argument("--pipeline", default="M6B4")
+    parser.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES))
+    parser.add_argument("--data", required=True, help="the data set the networks were trained on (folder, zip, 'full')")
+    parser.add_argument("--out", default=str(segment.REFERENCE_DIR))
+    parser.add_argument("--record", help="results record to summarise (default: results/<profile>_<pipeline>_tta_tuned.json)")
+    parser.add_argument("--no-tta", action="store_true", help="choose the settings without TTA (faster)")
+    parser.add_argument("--val-limit", type=int, help="tune on the first N validation images only (for a quick try)")
+    args = parser.parse_args(argv)
+
+    segmenter, _ = segment.load_networks(Path(args.models), args.pipeline, args.profile)
+    pipeline = segmenter.pipeline
+    folders = {}
+    for network in pipeline.networks:
+        for candidate in (Path(args.models) / network, Path(args.models) / args.profile / network):
+            if (candidate / "model.keras").is_file():
+                folders[network] = candidate
+                break
+    configs = {n: predict.network_config(segmenter.models[n]) for n in pipeline.networks}
+    timings = {n: json.loads((folders[n] / "timing.json").read_text()) if (folders[n] / "timing.json").is_file() else {} for n in pipeline.networks}
+
+    dataset = data.load_dataset(args.data, profile=args.profile)
+    split = dataset.split()
+    print(f"Nucleus sizes of {len(split.train)} training images ...")
+    sizes = segment.nucleus_size_statistics(dataset, split.train)
+    print(f"  median typical diameter {sizes['median_diameter']:.1f} px")
+
+    tta = not args.no_tta
+    val = split.val[: args.val_limit] if args.val_limit else split.val
+    print(f"Choosing post-processing settings on {len(val)} validation images{' with TTA' if tta else ''} ...")
+    probs = {i: segmenter.probabilities(dataset.get(i)[0], tta=tta) for i in val}
+    truths = {i: dataset.get(i)[1] for i in val}
+    tuned = evaluation.tune_postprocessing(segmenter, probs, truths)
+    print(f"  {tuned['settings']}: {tuned['score']:.3f} (defaults {tuned['default_score']:.3f})")
+
+    record_path = Path(args.record) if args.record else config.results_dir() / f"{args.profile}_{pipeline.name}_tta_tuned.json"
+    environment = records.environment()
+    out = Path(args.out)
+    segment.save_reference(
+        out,
+        {n: segmenter.models[n] for n in pipeline.networks},
+        configs,
+        pipeline.name,
+        {**config.POSTPROCESS_DEFAULTS[pipeline.method], **tuned["settings"]},
+        sizes,
+        profile=args.profile,
+        postprocess_chosen_on=(
+            f"validation: best mean score over {tuned['n_images']} images{' with TTA' if tta else ''} "
+            f"({tuned['score']:.3f}; defaults {tuned['default_score']:.3f})"
+        ),
+        trained={n: {"epochs": timings[n].get("epochs"), "seconds": timings[n].get("seconds_this_run"),
+                     "devices": timings[n].get("devices"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation")}
+                 for n in pipeline.networks},
+        data=dataset.describe(),
+        results=_record_summary(record_path),
+        made={"command": "python tools/make_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "commit": environment["commit"], "versions": environment["versions"], "hardware": environment["hardware"]},
+    )
+    loaded, _ = segment.load_reference(out)
+    check = dataset.get(val[0])[0] if val else dataset.images[0]
+    for n in pipeline.networks:
+        a = predict.predict_probabilities(segmenter.models[n], check)
+        b = predict.predict_probabilities(loaded[n], check)
+        print(f"  {n}: largest difference after float16 storage {float(np.abs(a - b).max()):.2e}")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"Reference networks -> {out} ({size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
