@@ -2,10 +2,11 @@
 
 Examples::
 
-    python -m nucleitut train M3 --profile quick
+    python -m nucleitut train M3 --profile quick      # evaluate and segment never train:
+    python -m nucleitut train B1 --profile quick      # train every network they use first
     python -m nucleitut evaluate M3B1 M2 --tta both
     python -m nucleitut evaluate M6B4 --tune      # thresholds chosen on the validation split
-    python -m nucleitut segment my_images/ my_labels/ --overlay
+    python -m nucleitut segment my_images/ my_labels/          # reference networks, never trains
     python -m nucleitut figure9 --out figure9.png
 
 The profile comes from ``--profile`` or ``NUCLEITUT_PROFILE`` (default ``quick``); data from
@@ -20,11 +21,14 @@ import os
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
+def _profiles() -> list[str]:
+    from .config import PROFILES
+
+    return list(PROFILES)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=["quick", "full", "cpu"], help="default: $NUCLEITUT_PROFILE or quick")
+    parser.add_argument("--profile", choices=_profiles(), help="default: $NUCLEITUT_PROFILE or quick")
     parser.add_argument("--models", help="folder of trained networks (sets NUCLEITUT_MODELS)")
 
 
@@ -48,7 +52,7 @@ def cmd_train(args) -> int:
         overrides["learning_rate"] = args.learning_rate
     cfg = config.training_config(args.network, args.profile, **overrides)
     dataset = data.load_dataset(args.data, profile=cfg.profile)
-    directory = Path(args.out) if args.out else training.model_dir(cfg.network, cfg.profile, cfg.seed)
+    directory = Path(args.out) if args.out else config.model_dir(cfg.network, cfg.profile, cfg.seed)
     result = training.train(cfg, dataset, directory, devices=args.devices, workers=args.workers)
     print(
         f"Saved {cfg.network} to {directory / 'model.keras'}: {result.epochs} epochs, "
@@ -58,17 +62,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import config, data, evaluation
+    from . import config, data, evaluation, records
 
     profile = config.get_profile(args.profile).name
     dataset = data.load_dataset(args.data, profile=profile)
     ids = None if args.ids == "test" else dataset.ids
     tta_values = {"no": [False], "yes": [True], "both": [False, True]}[args.tta]
-    shared = {}
-    for name in args.pipelines:  # load (or train) every network first; fail early on a missing one
-        shared.update(
-            evaluation.Segmenter(name, profile, models=shared, train_missing=not args.no_train, seed=args.seed).models
-        )
     tune_on = None
     if args.tune:
         tune_on = dataset.split().val
@@ -76,106 +75,124 @@ def cmd_evaluate(args) -> int:
             print("error: --tune chooses post-processing settings on the validation split; "
                   "it needs one and cannot be combined with --ids all", file=sys.stderr)
             return 2
-    records = evaluation.evaluate_pipelines(
+    shared = {}
+    for name in args.pipelines:  # load every network first: a missing one fails before any scoring
+        shared.update(evaluation.Segmenter(name, profile, models=shared, seed=args.seed).models)
+    scored = evaluation.evaluate_pipelines(
         args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared, tune_on=tune_on,
         seed=args.seed,
     )
-    for record in records:
-        path = evaluation.write_record(record, args.results)
+    if args.classical:
+        scored.append(evaluation.evaluate_classical(dataset, ids=ids, profile=profile))
+    for record in scored:
+        path = records.write_record(record, args.results)
         print(f"  record: {path}")
     return 0
 
 
-def _write_labels(path: Path, labels) -> None:
-    import numpy as np
-    from PIL import Image
+def _positive(text: str) -> float:
+    """argparse type for --diameter and --scale: a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text}")
+    return value
 
-    if labels.max() > 65535:
-        raise ValueError(f"{path}: more than 65535 objects do not fit a 16-bit label image")
-    Image.fromarray(labels.astype(np.uint16)).save(path)
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
-def _write_overlay(path: Path, image, labels) -> None:
-    import numpy as np
-    from PIL import Image
-    from skimage.color import label2rgb
-    from skimage.segmentation import find_boundaries
-
-    overlay = label2rgb(labels, image=image, alpha=0.3, bg_label=0, image_alpha=1.0)
-    overlay[find_boundaries(labels, mode="inner")] = (1.0, 1.0, 0.0)
-    Image.fromarray((np.clip(overlay, 0, 1) * 255).astype(np.uint8)).save(path)
+def _intensity_source(raw, channel):
+    """The image in its own units for the table's mean intensity (alpha dropped)."""
+    if channel is not None and raw.ndim == 3:
+        return raw[..., channel]
+    if raw.ndim == 3 and raw.shape[-1] in (2, 4):
+        return raw[..., :-1]
+    return raw
 
 
 def cmd_segment(args) -> int:
-    from . import data, evaluation
+    """Segment every image of INPUT (a file or a folder) into OUTPUT; never trains.
+
+    Exit status: 0 every image segmented, 1 some failed (each named on stderr), 2 usage
+    error (nothing segmented)."""
+    from . import data, segment
 
     source, target = Path(args.input), Path(args.output)
     if not source.exists():
         print(f"error: {source}: no such file or folder", file=sys.stderr)
         return 2
-    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        print(f"error: {source}: no PNG, TIF or JPG images found", file=sys.stderr)
+    if source.is_dir() and _inside(target, source):
+        print(f"error: output folder {target} is inside the input folder {source}; choose a folder outside it "
+              "(its label images would be read as input next time)", file=sys.stderr)
         return 2
-    target.mkdir(parents=True, exist_ok=True)
-    segmenter = evaluation.Segmenter(args.pipeline, args.profile)
-    failures = 0
+    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in segment.IMAGE_SUFFIXES)
+    if not files:
+        print(f"error: {source}: no images ({', '.join(segment.IMAGE_SUFFIXES)}) found", file=sys.stderr)
+        return 2
+    models = args.models
+    if models is None and args.pipeline is not None:  # a pipeline without --models: the trained networks of the profile
+        from . import config
+
+        models = config.models_dir()
+    try:
+        networks = segment.load_networks(models, args.pipeline, args.profile)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    segmenter, size = networks
+    print(f"Pipeline {segmenter.pipeline.name} ({'reference networks' if models is None else models}); "
+          f"training nucleus diameter {size:.1f} px; {len(files)} image(s)")
+    failures = []
     for path in files:
         try:
-            image = data.read_image(path)
-        except data.DataError as error:
-            print(f"skipped: {error}", file=sys.stderr)
-            failures += 1
+            existing = [p for p in segment.output_paths(target, path.stem).values() if p.exists()]
+            if existing and not args.overwrite:
+                raise FileExistsError(f"{path}: output {existing[0]} exists; use --overwrite to replace it")
+            raw = segment.read_input(path)
+            result = segment.segment_image(
+                raw, diameter=args.diameter, tta=not args.no_tta, channel=args.channel,
+                normalize="never" if args.no_normalize else ("always" if args.normalize else "auto"),
+                size=not args.no_size, scale=args.scale, name=str(path), networks=networks,
+            )
+            segment.write_outputs(result, target, path.stem, intensity=_intensity_source(raw, args.channel), overwrite=args.overwrite)
+        except (data.DataError, FileExistsError, ValueError, OSError) as error:
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            print(f"failed: {message}", file=sys.stderr)
+            failures.append(path)
             continue
-        if args.scale != 1.0:
-            image = _rescale(image, args.scale)
-        labels = segmenter(image, tta=not args.no_tta)
-        if args.scale != 1.0:
-            labels = _rescale_labels(labels, data.read_image(path).shape[:2])
-        out = target / f"{path.stem}.png"
-        _write_labels(out, labels)
-        if args.overlay:
-            _write_overlay(target / f"{path.stem}_overlay.png", data.read_image(path), labels)
-        print(f"{path.name}: {int(labels.max())} nuclei -> {out}")
+        print(result.summary())
     if failures:
-        print(f"{failures} of {len(files)} images could not be read (see above)", file=sys.stderr)
+        print(f"{len(failures)} of {len(files)} images failed (see above); the others are in {target}", file=sys.stderr)
         return 1
     return 0
-
-
-def _rescale(image, factor: float):
-    import numpy as np
-    from skimage.transform import rescale
-
-    return (np.clip(rescale(image, factor, channel_axis=-1, preserve_range=True, anti_aliasing=factor < 1), 0, 255)).astype("uint8")
-
-
-def _rescale_labels(labels, shape):
-    from skimage.transform import resize
-
-    return resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype("int32")
 
 
 def cmd_figure9(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import evaluation
-
-    records = evaluation.read_records(args.results, args.profile)
-    if not records:
-        print(f"error: {args.results}: no results records" + (f" for the {args.profile} profile" if args.profile else ""), file=sys.stderr)
-        return 2
-    profiles = sorted({r["profile"] for r in records})
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(profiles), figsize=(6 * len(profiles), 3.8), squeeze=False)
-    for ax, profile in zip(axes[0], profiles):
-        subset = [r for r in records if r["profile"] == profile]
-        evaluation.figure9(subset, ax=ax, title=f"{profile} profile ({subset[0]['n_images']} test images)")
+    from . import config, records
+
+    folder = args.results or config.results_dir()
+    found = records.read_records(folder, args.profile)
+    if not found:
+        print(f"error: {folder}: no results records" + (f" for the {args.profile} profile" if args.profile else ""), file=sys.stderr)
+        return 2
+    profiles = sorted({r["profile"] for r in found})
+    fig, axes = plt.subplots(len(profiles), 1, figsize=(12, 4 * len(profiles)), squeeze=False)
+    for ax, profile in zip(axes[:, 0], profiles):
+        subset = [r for r in found if r["profile"] == profile]
+        records.figure9(subset, ax=ax, title=f"{profile} profile ({subset[0]['n_images']} test images)")
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
-    print(f"Figure 9 from {len(records)} records -> {args.out}")
+    print(f"Figure 9 from {len(found)} records -> {args.out}")
     return 0
 
 
@@ -203,27 +220,40 @@ def build_parser() -> argparse.ArgumentParser:
     _seed_option(evaluate)
     evaluate.add_argument("--tta", choices=["no", "yes", "both"], default="both")
     evaluate.add_argument("--ids", choices=["test", "all"], default="test", help="test split or every image of --data")
-    evaluate.add_argument("--results", default="results", help="folder for the records (default: ./results)")
-    evaluate.add_argument("--no-train", action="store_true", help="fail instead of training missing networks")
+    evaluate.add_argument("--results", help="folder for the records (default: $NUCLEITUT_RESULTS, the clone's results/ or ./results)")
+    evaluate.add_argument("--classical", action="store_true", help="also score the classical reference (record <profile>_classical.json)")
     evaluate.add_argument(
         "--tune", action="store_true",
         help="also score with thresholds and size priors chosen on the validation split (records *_tuned.json)",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 
-    segment = commands.add_parser("segment", help="segment every image in a folder; writes 16-bit label PNGs")
-    segment.add_argument("input")
-    segment.add_argument("output")
-    _common(segment)
-    segment.add_argument("--pipeline", default="M3B1", help="network or pair to use (default M3B1)")
-    segment.add_argument("--no-tta", action="store_true")
-    segment.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
-    segment.add_argument("--scale", type=float, default=1.0, help="rescale images by this factor first (nuclei size)")
+    segment = commands.add_parser(
+        "segment", help="segment your own images with the reference networks (never trains)",
+        description="Writes <name>_labels.png (16-bit) and _labels.tif, <name>_overlay.png and <name>_nuclei.csv "
+        "per image and prints one summary line each. Exit status: 0 all segmented, 1 some failed, 2 usage error.",
+    )
+    segment.add_argument("input", help="an image file or a folder of images (PNG, TIFF, JPEG, BMP)")
+    segment.add_argument("output", help="folder for the results (not inside the input folder)")
+    segment.add_argument("--models", help="other networks: a reference folder, or trained networks (<DIR>/<NET>/model.keras "
+                         "or <DIR>/<profile>/<NET>/model.keras); default: the shipped reference networks")
+    segment.add_argument("--profile", choices=["quick", "full", "cpu"], help="profile of trained networks in --models")
+    segment.add_argument("--pipeline", help="for example M6B4 or M3 (default: the reference's; with only --pipeline, "
+                         "the trained networks of $NUCLEITUT_MODELS)")
+    segment.add_argument("--diameter", type=_positive, help="typical nucleus diameter in pixels (default: estimated per image)")
+    segment.add_argument("--scale", type=_positive, help="rescale every image by this factor (overrides --diameter)")
+    segment.add_argument("--channel", type=int, help="use this channel (0, 1, ...) of multi-channel images as grey")
+    segment.add_argument("--no-tta", action="store_true", help="without test-time augmentation (about 4x faster)")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    segment.add_argument("--no-size", action="store_true", help="segment at the native scale (shows the failure on other nucleus sizes)")
+    segment.add_argument("--no-normalize", action="store_true", help="old intensity rule: min..max of each image (shows the failure on 16-bit images)")
+    segment.add_argument("--normalize", action="store_true", help="stretch every image between its 1st and 99.8th percentiles (also bright 8-bit ones)")
+    segment.add_argument("--overlay", action="store_true", help=argparse.SUPPRESS)  # older commands: overlays are always written
     segment.set_defaults(func=cmd_segment)
 
     figure = commands.add_parser("figure9", help="draw the Figure 9 chart from the JSON records")
-    figure.add_argument("--results", default="results")
-    figure.add_argument("--profile", choices=["quick", "full", "cpu"], help="only records of this profile")
+    figure.add_argument("--results", help="folder of the records (default as for evaluate)")
+    figure.add_argument("--profile", choices=_profiles(), help="only records of this profile")
     figure.add_argument("--out", default="figure9.png")
     figure.set_defaults(func=cmd_figure9)
     return parser

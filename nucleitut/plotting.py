@@ -9,7 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["label_colours", "colour_labels", "overlay", "show_row", "error_image", "ERROR_COLOURS"]
+__all__ = [
+    "label_colours", "colour_labels", "overlay", "show_row", "error_image", "ERROR_COLOURS", "window", "busiest_window",
+    "nucleus_centres",
+]
 
 
 def label_colours(n: int, seed: int = 7) -> np.ndarray:
@@ -35,8 +38,22 @@ def colour_labels(labels: np.ndarray, background=(0.0, 0.0, 0.0)) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35, outline=(1.0, 1.0, 0.0)) -> np.ndarray:
-    """Image with coloured objects blended in and their outlines drawn (float RGB)."""
-    from skimage.segmentation import find_boundaries
+    """Image with coloured objects blended in and their outlines drawn (float RGB).
+
+    The one overlay of the project: the chapters and ``python -m nucleitut segment`` use it.
+    Outlines by ``skimage.segmentation.mark_boundaries``; the objects are blended into the
+    image's own colours (``skimage.color.label2rgb`` would turn stained tissue grey).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, 3); uint8 or float in [0, 1]
+    labels : ndarray of int, shape (H, W)
+
+    Returns
+    -------
+    ndarray of float64 in [0, 1], shape (H, W, 3)
+    """
+    from skimage.segmentation import mark_boundaries
 
     base = np.asarray(image, float)
     if base.max() > 1:
@@ -48,7 +65,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35, outline=
     out = base.copy()
     out[mask] = (1 - alpha) * base[mask] + alpha * coloured[mask]
     if outline is not None:
-        out[find_boundaries(labels, mode="inner")] = outline
+        out = mark_boundaries(np.clip(out, 0, 1), labels, color=outline, mode="inner")
     return np.clip(out, 0, 1)
 
 
@@ -101,3 +118,60 @@ def show_row(panels: Sequence[np.ndarray], titles: Sequence[str] = (), size: flo
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     return axes
+
+
+# --------------------------------------------------------------------------------------
+# Where to look: windows for side-by-side crops
+# --------------------------------------------------------------------------------------
+
+
+def window(shape, centre, size: int = 96) -> tuple[slice, slice]:
+    """Slices of a ``size`` x ``size`` window around ``centre``, shifted to lie inside an
+    image of ``shape`` (smaller where the image is smaller).
+
+    >>> window((100, 50), (95, 10), size=40)
+    (slice(60, 100, None), slice(0, 40, None))
+    """
+    height, width = min(size, shape[0]), min(size, shape[1])
+    y0 = int(np.clip(centre[0] - height // 2, 0, shape[0] - height))
+    x0 = int(np.clip(centre[1] - width // 2, 0, shape[1] - width))
+    return np.s_[y0 : y0 + height, x0 : x0 + width]
+
+
+def busiest_window(masks, size: int = 96) -> tuple[int, tuple[slice, slice]]:
+    """Index ``k`` and window of the ``size`` x ``size`` window that holds the most pixels of
+    ``masks[k]`` (one mask or a list of masks, e.g. the pixels where two results differ).
+
+    >>> mask = np.zeros((50, 60), bool); mask[40:45, 50:55] = True
+    >>> busiest_window([np.zeros((50, 60), bool), mask], size=20)
+    (1, (slice(25, 45, None), slice(35, 55, None)))
+    """
+    from scipy import ndimage
+
+    masks = [masks] if isinstance(masks, np.ndarray) else list(masks)
+    best = []
+    for mask in masks:
+        extent = (min(size, mask.shape[0]), min(size, mask.shape[1]))
+        density = ndimage.uniform_filter(np.asarray(mask, np.float32), extent, mode="constant")
+        centre = np.unravel_index(np.argmax(density), density.shape)
+        best.append((density[centre], centre))
+    k = int(np.argmax([value for value, _ in best]))
+    return k, window(masks[k].shape, best[k][1], size)
+
+
+def nucleus_centres(labels: np.ndarray, ids) -> np.ndarray:
+    """A float image with a 1 at the centre of mass of each object in ``ids`` (give it to
+    :func:`busiest_window` to find the window with most of them).
+
+    >>> labels = np.zeros((5, 5), int); labels[1:4, 1:4] = 3
+    >>> np.argwhere(nucleus_centres(labels, [3])).tolist()
+    [[2, 2]]
+    """
+    from scipy import ndimage
+
+    centres = np.zeros(labels.shape, np.float32)
+    ids = list(ids)
+    if ids:
+        for y, x in ndimage.center_of_mass(np.ones(labels.shape), labels, ids):
+            centres[int(round(y)), int(round(x))] = 1
+    return centres

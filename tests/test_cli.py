@@ -97,21 +97,25 @@ def test_segment_handles_a_folder_of_odd_images(trained, tmp_path):
     Image.fromarray(image[..., 0]).save(folder / "gray8.png")
     (folder / "broken.png").write_bytes(b"not an image at all")
     (folder / "notes.txt").write_text("ignored: not an image")
-    out = cli("segment", folder, tmp_path / "labels", "--pipeline", "M3B1", "--overlay", env=env)
+    out = cli("segment", folder, tmp_path / "labels", "--pipeline", "M3B1", env=env)
     assert out.returncode == 1, "an unreadable image makes the run fail after the others are written"
     assert "broken.png: cannot decode image" in out.stderr
     written = {p.name for p in (tmp_path / "labels").iterdir()}
-    assert {"gray16.png", "small_rgb.png", "rgba.png", "gray8.png", "gray8_overlay.png"} <= written
-    labels = Image.open(tmp_path / "labels" / "gray16.png")
+    for stem in ("gray16", "small_rgb", "rgba", "gray8"):
+        assert {f"{stem}_labels.png", f"{stem}_labels.tif", f"{stem}_overlay.png", f"{stem}_nuclei.csv"} <= written
+    labels = Image.open(tmp_path / "labels" / "gray16_labels.png")
     assert labels.size == (150, 100) and np.asarray(labels).dtype == np.uint16
-    assert np.asarray(Image.open(tmp_path / "labels" / "small_rgb.png")).shape == (77, 93)
+    assert np.asarray(Image.open(tmp_path / "labels" / "small_rgb_labels.png")).shape == (77, 93)
 
 
 def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
     _, env = trained
     unknown = cli("train", "B9", env=env)
     assert unknown.returncode == 2 and "unknown network 'B9'" in unknown.stderr
+    root, _ = trained
     missing = cli("evaluate", "M2", "--results", tmp_path, env=env)
-    assert missing.returncode == 2 and "no trained M2 in the quick profile" in missing.stderr
+    assert missing.returncode == 2 and "no trained M2 (quick profile, seed 0)" in missing.stderr
+    assert "python -m nucleitut train M2 --profile quick" in missing.stderr
+    assert not (root / "models" / "quick" / "M2").exists() and not list(tmp_path.glob("*.json")), "evaluate never trains"
     nothing = cli("figure9", "--results", tmp_path / "empty", env=env)
     assert nothing.returncode == 2 and "no results records" in nothing.stderr
