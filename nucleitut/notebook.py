@@ -14,9 +14,14 @@ import dataclasses
 import inspect
 import os
 import platform
+import textwrap
 from typing import Callable, Sequence
 
 __all__ = ["setup", "Chapter", "show_source", "explorer", "versions"]
+
+# The banner fits a phone-width page and a narrow notebook: lines of at most this many
+# characters (a single word longer than that, such as a long path, stays whole).
+BANNER_WIDTH = 80
 
 
 @dataclasses.dataclass
@@ -74,13 +79,34 @@ def setup(load_data: bool = True, verbose: bool = True) -> Chapter:
     dataset = data.load_dataset(profile=profile.name, verbose=False) if load_data else None
     split = dataset.split() if dataset is not None else None
     if verbose:
-        print(f"Profile: {profile.name} — {profile.description}")
+        print(_wrap("Profile: ", f"{profile.name} — {profile.description}"))
         if dataset is not None:
             n = split.sizes()
             kind = "the embedded sample (the full data set is used in the full profile)" if dataset.is_sample else "the full data set"
-            print(f"Data:    {dataset.source}\n         {len(dataset)} images, {kind}; split {n[0]} train / {n[1]} validation / {n[2]} test")
-        print("Tested with: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+            print(_wrap("Data:    ", str(dataset.source)))
+            print(_wrap("         ", f"{len(dataset)} images, {kind}; split {n[0]} train / {n[1]} validation / {n[2]} test"))
+        print(_wrap("Tested with: ", [f"{k} {v}" for k, v in versions().items()]))
     return Chapter(profile, dataset, split)
+
+
+def _wrap(label: str, text: "str | Sequence[str]", width: int = BANNER_WIDTH) -> str:
+    """``label`` and ``text`` wrapped to ``width`` columns, later lines indented under the text.
+
+    ``text`` may be a list of items, joined by commas and never broken inside an item.
+
+    >>> print(_wrap("Data:    ", "one two three four", width=19))
+    Data:    one two
+             three four
+    >>> print(_wrap("Tested with: ", ["numpy 2.1", "scipy 1.14"], width=25))
+    Tested with: numpy 2.1,
+                 scipy 1.14
+    """
+    nbsp = "\N{NO-BREAK SPACE}"  # textwrap breaks only at ASCII whitespace
+    if not isinstance(text, str):
+        text = ", ".join(item.replace(" ", nbsp) for item in text)
+    lines = textwrap.wrap(text, width=width, initial_indent=label, subsequent_indent=" " * len(label),
+                          break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines).replace(nbsp, " ")
 
 
 def show_source(obj, lines: "tuple[int, int] | None" = None):

@@ -49,3 +49,8 @@ def test_html_book_builds_with_warnings_as_errors():
         page = (html / "book" / f"{chapter.stem}.html").read_text()
         assert page.count("<img") >= 2, f"{chapter.stem}: the built page shows figures"
         assert "Traceback (most recent call last)" not in page, f"{chapter.stem}: an error cell was rendered"
+        mathjax = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', page, flags=re.IGNORECASE)
+        assert mathjax or 'class="math' not in page, f"{chapter.stem}: formulas but no MathJax"
+        assert all("://" not in src and not src.startswith("//") for src in mathjax), (
+            f"{chapter.stem}: MathJax must come with the book (offline), not from {mathjax}")
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is copied into the built book"
