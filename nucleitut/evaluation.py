@@ -291,7 +291,7 @@ def evaluate_pipelines(
     def outputs(image_ids, tta):
         return {i: {n: predict.predict_probabilities(shared[n], dataset.get(i)[0], tta) for n in needed} for i in image_ids}
 
-    records = []
+    scored = []
     for tta in tta_values:
         probs = outputs(ids, tta)
         if tune_on is not None:
@@ -299,7 +299,7 @@ def evaluate_pipelines(
             truths = {i: dataset.get(i)[1] for i in tune_on}
         for segmenter in segmenters:
             labels_of = lambda image_id, s=segmenter: s.labels_from(probs[image_id])  # noqa: E731
-            records.append(_score(segmenter, dataset, ids, tta, labels_of, verbose))
+            scored.append(_score(segmenter, dataset, ids, tta, labels_of, verbose))
             if tune_on is not None:
                 tuned = tune_postprocessing(segmenter, tune_probs, truths)
                 chosen = Segmenter(
@@ -312,5 +312,5 @@ def evaluate_pipelines(
                 if verbose:
                     print(f"{chosen.pipeline.name}{' + TTA' if tta else ''}: settings {tuned['settings']} chosen on {chosen.chosen_on}")
                 labels_of = lambda image_id, s=chosen: s.labels_from(probs[image_id])  # noqa: E731
-                records.append(_score(chosen, dataset, ids, tta, labels_of, verbose))
-    return records
+                scored.append(_score(chosen, dataset, ids, tta, labels_of, verbose))
+    return scored

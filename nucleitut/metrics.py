@@ -51,6 +51,8 @@ __all__ = [
     "dataset_score",
     "split_merge_counts",
     "evaluate_image",
+    "merged_objects",
+    "matched_nuclei",
 ]
 
 #: IoU thresholds of the Kaggle DSB 2018 score: 0.5, 0.55, ..., 0.95 (ten values). Rounded so
@@ -494,3 +496,36 @@ def evaluate_image(gt, pred) -> dict[str, float | int]:
         result[f"f1_{suffix}"] = scores.f1
     result.update(_split_merge_from_overlap(overlap, 0.5)._asdict())
     return result
+
+
+def merged_objects(gt, pred, coverage: float = 0.5) -> dict[int, list[int]]:
+    """The merges of :func:`split_merge_counts`, by id: ``{predicted id: [nucleus ids]}`` for
+    every predicted object that swallows two or more nuclei (more than ``coverage`` of each
+    nucleus' area lies inside it).
+
+    Examples
+    --------
+    >>> gt = np.array([[1, 1, 0, 2, 2, 0, 3]])
+    >>> pred = np.array([[7, 7, 7, 7, 7, 0, 8]])
+    >>> merged_objects(gt, pred)
+    {7: [1, 2]}
+    """
+    coverage = _check_coverage(coverage)
+    overlap = _overlap(gt, pred)
+    swallowed_by = overlap.intersection > coverage * overlap.gt_areas[:, None]
+    merges = {}
+    for j in np.flatnonzero(swallowed_by.sum(axis=0) >= 2):
+        merges[int(overlap.pred_ids[j])] = [int(i) for i in overlap.gt_ids[swallowed_by[:, j]]]
+    return merges
+
+
+def matched_nuclei(gt, pred, threshold: float = 0.5) -> np.ndarray:
+    """Ids of the ground-truth nuclei that some predicted object matches with IoU > ``threshold``.
+
+    Examples
+    --------
+    >>> matched_nuclei(np.array([[1, 1, 0, 2]]), np.array([[5, 5, 0, 0]])).tolist()
+    [1]
+    """
+    iou, gt_ids, _ = iou_matrix(gt, pred)
+    return gt_ids[(iou > _check_threshold(threshold)).any(axis=1)]

@@ -510,6 +510,8 @@ def load_network(directory: str | os.PathLike):
     """
     import keras
 
+    from . import losses  # noqa: F401  (registers the custom losses and metrics the saved model names)
+
     directory = Path(directory)
     if not (directory / "model.keras").exists() or not (directory / "config.json").exists():
         raise FileNotFoundError(

@@ -35,6 +35,7 @@ __all__ = [
     "read_records",
     "select",
     "summary",
+    "describe",
     "figure9",
     "findings",
     "VERDICTS",
@@ -185,6 +186,26 @@ def read_records(folder: str | os.PathLike | None = None, profile: str | None = 
 def _order(label: str):
     base = label.split()[0]
     return (base == "classical", len(base), base, label)
+
+
+def describe(record: dict) -> str:
+    """Two lines about a record: score, training, hardware, commit and date.
+
+    >>> print(describe({"pipeline": "B1", "profile": "full", "tta": False, "n_images": 120,
+    ...                 "mean": {"kaggle_score": 0.5}, "networks": {"B1": {"epochs": 13}},
+    ...                 "hardware": {"cpu": "x", "accelerators": ["H200"]}, "commit": "abc", "date": "2026"}))
+    B1 (full profile): mean Kaggle score 0.500 on 120 test images
+        training: B1 13 epochs; hardware: H200 (?); commit abc, date 2026
+    """
+    hardware = record.get("hardware", {})
+    where = ", ".join(hardware.get("accelerators") or []) or hardware.get("cpu", "?")
+    epochs = ", ".join(f"{name} {info.get('epochs')} epochs" for name, info in record.get("networks", {}).items())
+    seed = f", seed {record['seed']}" if record.get("seed") else ""
+    return (
+        f"{record_label(record)}{' + TTA' if record['tta'] else ''} ({record['profile']} profile{seed}): mean Kaggle score "
+        f"{record['mean']['kaggle_score']:.3f} on {record['n_images']} test images\n    training: {epochs}; hardware: "
+        f"{where} ({record.get('versions', {}).get('backend', '?')}); commit {record.get('commit')}, date {record.get('date')}"
+    )
 
 
 def select(records: Sequence[dict], pipeline: str | None = None, tta: bool | None = None, tuned: bool = False) -> list[dict]:

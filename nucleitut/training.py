@@ -46,6 +46,7 @@ __all__ = [
     "train",
     "TrainResult",
     "trained_model",
+    "read_history",
     "distribution_scope",
     "available_devices",
 ]
@@ -476,7 +477,7 @@ def train(
         model.load_weights(str(best))
     model.save(directory / "model.keras")
     model.nucleitut_config = cfg  # read by predict.network_config (the U-Net's depth)
-    rows = _read_history(directory / "history.csv")
+    rows = read_history(directory / "history.csv")
     epochs = len(rows.get("epoch", []))
     trained_crops = len(train_crops) * max(1, len(history.epoch))
     ms_per_crop = 1000 * sum(epoch_log.times) / trained_crops if epoch_log.times else 1000 * seconds / trained_crops
@@ -486,7 +487,7 @@ def train(
         epochs=epochs,
         seconds=seconds,
         ms_per_crop=ms_per_crop,
-        best_val_loss=float(min(rows.get("val_loss", [math.nan]))),
+        best_val_loss=float(np.min(rows["val_loss"])) if len(rows.get("val_loss", [])) else math.nan,
         history=rows,
     )
     timing = {
@@ -518,14 +519,20 @@ def predict_ms_per_crop(model, size: int, batch_size: int = 8, repeats: int = 3)
     return 1000 * best / batch_size
 
 
-def _read_history(path: Path) -> dict:
+def read_history(path: str | os.PathLike) -> dict:
+    """The loss history of a training (``history.csv`` or its folder) as ``{column: array}``."""
     import csv
 
+    path = Path(path)
+    if path.is_dir():
+        path = path / "history.csv"
     if not path.exists():
         return {}
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
-    return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
+    return {
+        key: np.array([float(row[key]) for row in rows if row.get(key) not in (None, "")]) for key in (rows[0] if rows else {})
+    }
 
 
 # --------------------------------------------------------------------------------------
