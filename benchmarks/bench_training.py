@@ -19,7 +19,7 @@ import numpy as np
 
 import keras
 
-from nucleitut import config, data, training
+from nucleitut import config, data, predict, training
 
 
 def time_training(cfg, steps: int) -> float:
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the quick-profile networks")
     args = parser.parse_args()
     dataset = data.load_dataset("sample", verbose=False)
-    print(f"backend {keras.backend.backend()}, devices {training.available_devices() or ['cpu']}")
+    print(f"backend {keras.backend.backend()}, devices {predict.available_devices() or ['cpu']}")
     rows = [("B1 quick (3 blocks F=16, 128x128)", config.training_config("B1", "quick"), 20),
             ("M3 quick (3 blocks F=16, 128x128)", config.training_config("M3", "quick", augmentation="a"), 20),
             ("M7 quick (4 blocks F=8, 128x128)", config.training_config("M7", "quick", augmentation="a"), 20)]

@@ -52,12 +52,8 @@ __all__ = [
     "merge_masks",
     "close_label_holes",
     "paper_split",
-    "normalize",
-    "denormalize",
-    "crop_positions",
-    "training_crops",
-    "tile_positions",
-    "predict_tiled",
+    "sample_split",
+    "image_type",
     "SAMPLE_ZIP",
     "FULL_DATA",
 ]
@@ -107,6 +103,23 @@ class DataError(ValueError):
 # --------------------------------------------------------------------------------------
 # Reading images and masks
 # --------------------------------------------------------------------------------------
+
+
+def image_type(image: np.ndarray) -> str:
+    """The kind of a BBBC038v1 image, by a simple rule of this project (the data set has no
+    such field): ``'tissue'`` (stained, e.g. H&E) when the colour channels differ, else
+    ``'bright-field'`` when the median pixel (the background) is above 127, else
+    ``'fluorescence'``.
+
+    >>> image_type(np.zeros((4, 4, 3), np.uint8)), image_type(np.full((4, 4, 3), 200, np.uint8))
+    ('fluorescence', 'bright-field')
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] >= 3:
+        if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])):
+            return "tissue"
+        image = image[..., 0]
+    return "bright-field" if np.median(image) > 127 else "fluorescence"
 
 
 def to_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import config
+from .postprocess import _check_real
 
 __all__ = [
     "normalize",
@@ -47,18 +48,11 @@ __all__ = [
     "load_network",
     "network_config",
     "predict_probabilities",
+    "available_devices",
 ]
 
 #: Channel of the border (or boundary) in three-class outputs (see :mod:`nucleitut.postprocess`).
 BORDER = 2
-
-
-def _check_real(array, name: str) -> np.ndarray:
-    array = np.asarray(array)
-    real = np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    if not (real or array.dtype == bool):
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return array
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,3 +551,19 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
         return predict(normalised)
     channels = model.output_shape[-1]
     return tta_predict(predict, normalised, border_channel=BORDER if channels == 3 else None)
+
+
+def available_devices() -> list[str]:
+    """Accelerator devices of the current Keras backend (empty on a plain CPU)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices("GPU")]
+    return []

@@ -78,21 +78,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _accelerators() -> list[str]:
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_logical_devices("GPU")]
-    return []
-
-
 def versions() -> dict:
     """Versions of Python and of the packages the results depend on."""
     import keras
@@ -123,8 +108,10 @@ def versions() -> dict:
 def environment() -> dict:
     """Hardware, software versions, commit and date: stored in every record and printed by
     every chapter's banner (:func:`nucleitut.notebook.setup`)."""
+    from .predict import available_devices
+
     return {
-        "hardware": {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "accelerators": _accelerators() or None},
+        "hardware": {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "accelerators": available_devices() or None},
         "versions": versions(),
         "commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

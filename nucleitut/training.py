@@ -48,7 +48,6 @@ __all__ = [
     "trained_model",
     "read_history",
     "distribution_scope",
-    "available_devices",
 ]
 
 #: The paper's augmentation sets (Table 3, footnotes a and b). Set a: flips, 90° rotation,
@@ -334,20 +333,6 @@ class TrainResult:
     history: dict
 
 
-def available_devices() -> list[str]:
-    """Accelerator devices of the current backend (empty on a plain CPU)."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_logical_devices("GPU")]
-    return []
-
-
 @contextlib.contextmanager
 def distribution_scope(devices: int | None = None):
     """Data-parallel training on several devices through the backend's own engine.
@@ -384,7 +369,7 @@ def distribution_scope(devices: int | None = None):
 
 
 def _set_precision(cfg) -> None:
-    use_mixed = cfg.mixed_precision and bool(available_devices())
+    use_mixed = cfg.mixed_precision and bool(predict.available_devices())
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if use_mixed else "float32")
 
 
@@ -498,7 +483,7 @@ def train(
         "training_crops": len(train_crops),
         "validation_crops": len(val_crops),
         "backend": keras.backend.backend(),
-        "devices": available_devices() or ["cpu"],
+        "devices": predict.available_devices() or ["cpu"],
         "data": dataset.describe(),
         "predict_ms_per_crop": round(predict_ms_per_crop(model, cfg.crop_size), 2),
     }

@@ -14,7 +14,8 @@ The network is fully convolutional: it takes images of any height and width divi
 From the paper: batch normalisation, learnable transposed convolutions (Figure 3), strides 1,
 2 and 2 and zero padding (section 3.2), F=64 for 4 blocks and F=32 for 5 blocks (Table 3).
 This project's choices (the paper gives none): the batch-norm momentum 0.9, He-normal
-initialisation, convolutions without bias and the optional dropout.
+initialisation and convolutions without bias. The paper names spatial dropout as a possible
+regulariser (section 4.4) but does not use it; neither does this U-Net.
 """
 
 from __future__ import annotations
@@ -85,7 +86,6 @@ def build_unet(
     out_channels: int = 1,
     input_channels: int = 3,
     activation: str | None = None,
-    dropout: float = 0.0,
     name: str = "unet",
 ) -> keras.Model:
     """Build the U-Net of Scherr et al. (2018), Figure 3 (see the module docstring for what is ours).
@@ -102,9 +102,6 @@ def build_unet(
         Channels of the input image.
     activation : {'sigmoid', 'softmax'} or None, default None
         Output activation; None picks sigmoid for one output channel and softmax otherwise.
-    dropout : float, default 0.0
-        Dropout rate after the bottleneck (end of the contracting path, as in Ronneberger et
-        al. 2015); 0 adds no dropout layer.
     name : str, default 'unet'
         Model name.
 
@@ -133,8 +130,6 @@ def build_unet(
     if activation == "softmax" and out_channels == 1:
         # A softmax over one channel is the constant 1.
         raise ValueError("a softmax output needs out_channels >= 2")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
     inputs = keras.Input(shape=(None, None, input_channels), name="image")
     x = inputs
@@ -145,8 +140,6 @@ def build_unet(
         x = layers.MaxPooling2D(2, strides=2, name=f"enc{level + 1}_pool")(x)
 
     x = _conv_bn_relu(x, filters * 2**blocks, name="bottleneck")
-    if dropout > 0:
-        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
 
     for level in reversed(range(blocks)):
         level_filters = filters * 2**level

@@ -4,6 +4,7 @@ The chapters themselves run under nbval (``pytest --nbval-lax book``, part of th
 test command), before this file, so the networks they train are shared with the build.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -54,3 +55,24 @@ def test_html_book_builds_with_warnings_as_errors():
         assert all("://" not in src and not src.startswith("//") for src in mathjax), (
             f"{chapter.stem}: MathJax must come with the book (offline), not from {mathjax}")
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is copied into the built book"
+
+
+def test_no_function_is_defined_in_more_than_one_chapter():
+    """A helper two chapters need lives in the library, once (the d2l lesson)."""
+    import ast
+    import collections
+
+    defined = collections.defaultdict(set)
+    for chapter in CHAPTERS:
+        notebook = json.loads(chapter.read_text())
+        for cell in notebook["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    defined[node.name].add(chapter.stem)
+    twice = {name: sorted(chapters) for name, chapters in defined.items() if len(chapters) > 1}
+    assert not twice, f"defined in more than one chapter (move them into the library): {twice}"
+    assert defined, "the check found no function at all: is the notebook parsing broken?"

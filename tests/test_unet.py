@@ -78,8 +78,6 @@ def test_invalid_configurations_are_rejected():
         build_unet(filters=8.0)
     with pytest.raises(ValueError, match="softmax output needs"):
         build_unet(out_channels=1, activation="softmax")
-    with pytest.raises(ValueError, match="dropout"):
-        build_unet(dropout=1.0)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +85,7 @@ def test_invalid_configurations_are_rejected():
     [("cce_dice", 3, False), ("weighted_bce", 1, True)],
 )
 def test_compiled_model_saves_and_reloads_in_safe_mode(tmp_path, loss, out_channels, weighted):
-    model = build_unet(blocks=3, filters=4, out_channels=out_channels, dropout=0.1)
+    model = build_unet(blocks=3, filters=4, out_channels=out_channels)
     model.compile(optimizer="adam", loss=get_loss(loss), metrics=[DiceCoefficient()])
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)

@@ -76,9 +76,9 @@ def main() -> None:
 
     import keras
 
-    from nucleitut import config, data, evaluation, records, training
+    from nucleitut import config, data, evaluation, predict, records, training
 
-    log(f"backend {keras.backend.backend()}, devices {training.available_devices() or ['cpu']}")
+    log(f"backend {keras.backend.backend()}, devices {predict.available_devices() or ['cpu']}")
     env = records.environment()
     (out / "environment.json").write_text(json.dumps(env, indent=1))
     bench = {} if args.smoke or args.bench_steps == 0 else benchmark(args.bench_steps)
