@@ -7,8 +7,10 @@ Usage (from the repository root, in the project's virtual environment)::
         python tools/campaign.py --profile cpu --results results > campaign.log 2>&1 &
 
 Each step is skipped when its result exists, so the command can be started again after an
-interruption: a network whose training was killed resumes at its last epoch (training's own
-backup), a scored pipeline is not scored again. Order: seed 0 of the networks the book's
+interruption, also on another machine with only the committed records: a network is trained
+only while one of its records, or a record of a pair it belongs to, is missing; a network
+whose training was killed resumes at its last epoch (training's own backup); a scored
+pipeline is not scored again. Order: seed 0 of the networks the book's
 first comparisons need (B1, M3, M1, M2, B4, M6), then the other rows of Table 3, then seeds 1
 and 2 of B1, M1, M2, M3, B4 and M6.
 
@@ -53,8 +55,19 @@ def main(argv=None) -> int:
     plan = PLAN if not args.only else [(s.split(":")[0].upper(), int(s.split(":")[1])) for s in args.only]
     if not (results / f"{profile}_classical.json").exists():
         print("  record:", records.write_record(evaluation.evaluate_classical(dataset, profile=profile), results), flush=True)
+    planned = set(plan)
+
+    def pair_done(pair, seed):
+        return record_exists(results, profile, pair, seed) and (seed != 0 or record_exists(results, profile, pair, seed, tuned=True))
+
+    def pairs_to_score(network, seed):
+        return [pair for pair, members in config.PAIRS.items()
+                if network in members and all((n, seed) in planned for n in members) and not pair_done(pair, seed)]
+
     for network, seed in plan:
         directory = config.model_dir(network, profile, seed)
+        if record_exists(results, profile, network, seed) and not pairs_to_score(network, seed):
+            continue  # scored, and every pair it belongs to too: nothing needs this network any more
         if not ((directory / "model.keras").exists() and (directory / "timing.json").exists()):
             print(f"[{time.strftime('%H:%M:%S')}] training {network} seed {seed} -> {directory}", flush=True)
             cfg = config.training_config(network, profile, seed=seed)
@@ -63,13 +76,9 @@ def main(argv=None) -> int:
             print(f"[{time.strftime('%H:%M:%S')}] scoring {network} seed {seed}", flush=True)
             for record in evaluation.evaluate_pipelines([network], dataset, profile=profile, seed=seed):
                 print("  record:", records.write_record(record, results), flush=True)
-        for pair, (marker, mask) in config.PAIRS.items():
-            ready = all(config.model_dir(n, profile, seed).joinpath("timing.json").exists() for n in (marker, mask))
-            if network not in (marker, mask) or not ready:
-                continue
-            tune = seed == 0 and not record_exists(results, profile, pair, seed, tuned=True)
-            if record_exists(results, profile, pair, seed) and not tune:
-                continue
+        for pair in pairs_to_score(network, seed):
+            if not all(config.model_dir(n, profile, seed).joinpath("timing.json").exists() for n in config.PAIRS[pair]):
+                continue  # the partner comes later in the plan
             print(f"[{time.strftime('%H:%M:%S')}] scoring {pair} seed {seed}", flush=True)
             scored = evaluation.evaluate_pipelines(
                 [pair], dataset, profile=profile, seed=seed, tune_on=split.val if seed == 0 else None

@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     parser.add_argument("--record", help="results record to summarise (default: results/<profile>_<pipeline>_tta_tuned.json)")
     parser.add_argument("--no-tta", action="store_true", help="choose the settings without TTA (faster)")
     parser.add_argument("--val-limit", type=int, help="tune on the first N validation images only (for a quick try)")
+    parser.add_argument("--settings-from-record", action="store_true",
+                        help="take the post-processing settings of --record (chosen there on the validation images) "
+                             "instead of tuning again")
     args = parser.parse_args(argv)
 
     segmenter, _ = segment.load_networks(Path(args.models), args.pipeline, args.profile)
@@ -84,13 +87,25 @@ def main(argv=None) -> int:
 
     tta = not args.no_tta
     val = split.val[: args.val_limit] if args.val_limit else split.val
-    print(f"Choosing post-processing settings on {len(val)} validation images{' with TTA' if tta else ''} ...")
-    probs = {i: segmenter.probabilities(dataset.get(i)[0], tta=tta) for i in val}
-    truths = {i: dataset.get(i)[1] for i in val}
-    tuned = evaluation.tune_postprocessing(segmenter, probs, truths)
-    print(f"  {tuned['settings']}: {tuned['score']:.3f} (defaults {tuned['default_score']:.3f})")
-
     record_path = Path(args.record) if args.record else config.results_dir() / f"{args.profile}_{pipeline.name}_tta_tuned.json"
+    if args.settings_from_record:
+        stored = json.loads(record_path.read_text())
+        if not records.is_tuned(stored):
+            raise SystemExit(f"{record_path}: its post-processing settings were not chosen on validation images")
+        chosen_on = stored["postprocess"]["chosen_on"]
+        tuned = {"settings": stored["postprocess"]["settings"]}
+        print(f"Post-processing settings from {record_path.name}: {tuned['settings']} ({chosen_on})")
+    else:
+        print(f"Choosing post-processing settings on {len(val)} validation images{' with TTA' if tta else ''} ...")
+        probs = {i: segmenter.probabilities(dataset.get(i)[0], tta=tta) for i in val}
+        truths = {i: dataset.get(i)[1] for i in val}
+        tuned = evaluation.tune_postprocessing(segmenter, probs, truths)
+        print(f"  {tuned['settings']}: {tuned['score']:.3f} (defaults {tuned['default_score']:.3f})")
+        chosen_on = (
+            f"validation: best mean score over {tuned['n_images']} images{' with TTA' if tta else ''} "
+            f"({tuned['score']:.3f}; defaults {tuned['default_score']:.3f})"
+        )
+
     environment = records.environment()
     out = Path(args.out)
     segment.save_reference(
@@ -101,10 +116,7 @@ def main(argv=None) -> int:
         {**config.POSTPROCESS_DEFAULTS[pipeline.method], **tuned["settings"]},
         sizes,
         profile=args.profile,
-        postprocess_chosen_on=(
-            f"validation: best mean score over {tuned['n_images']} images{' with TTA' if tta else ''} "
-            f"({tuned['score']:.3f}; defaults {tuned['default_score']:.3f})"
-        ),
+        postprocess_chosen_on=chosen_on,
         trained={n: {"epochs": timings[n].get("epochs"), "seconds": timings[n].get("seconds_this_run"),
                      "devices": timings[n].get("devices"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation")}
                  for n in pipeline.networks},
