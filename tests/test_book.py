@@ -20,7 +20,7 @@ CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 
 def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
-    assert len(CHAPTERS) == 8
+    assert len(CHAPTERS) == 9
     for chapter in CHAPTERS:
         assert f"book/{chapter.stem}" in toc
 

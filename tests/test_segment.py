@@ -325,3 +325,18 @@ def test_segment_command_with_no_images_or_missing_input_is_a_usage_error(tmp_pa
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, monkeypatch, tmp_path / "empty", tmp_path / "out")
     assert code == 2 and "no images" in err
+
+
+def test_the_shipped_reference_networks_are_small_and_load_without_training():
+    from nucleitut import config as config_module
+
+    folder = segment.REFERENCE_DIR
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 10e6, f"reference networks take {size / 1e6:.1f} MB (limit 10 MB)"
+    models, info = segment.load_reference()
+    assert set(models) == set(config_module.get_pipeline(info["pipeline"]).networks)
+    assert info["postprocess_chosen_on"].startswith("validation") and info["nucleus_size"]["median_diameter"] > 0
+    assert "/work/" not in json.dumps(info) and "/tmp/" not in json.dumps(info)
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[10:20, 10:20] = 200
+    assert segment.segment(image, tta=False, size=False).shape == (40, 40)
