@@ -119,3 +119,25 @@ def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
     assert not (root / "models" / "quick" / "M2").exists() and not list(tmp_path.glob("*.json")), "evaluate never trains"
     nothing = cli("figure9", "--results", tmp_path / "empty", env=env)
     assert nothing.returncode == 2 and "no results records" in nothing.stderr
+
+
+def test_evaluate_scores_the_images_of_data_with_the_trained_networks(trained, tmp_path):
+    """--data is honoured: the record scores the images of that folder, nothing is trained."""
+    root, env = trained
+    sample = data.load_dataset("sample", verbose=False, use_cache=False)
+    folder = tmp_path / "mine"
+    chosen = sample.ids[:3]
+    for image_id in chosen:
+        image, labels = sample.get(image_id)
+        (folder / image_id / "images").mkdir(parents=True)
+        (folder / image_id / "masks").mkdir()
+        Image.fromarray(image).save(folder / image_id / "images" / f"{image_id}.png")
+        for k in range(1, int(labels.max()) + 1):
+            Image.fromarray(((labels == k) * 255).astype(np.uint8)).save(folder / image_id / "masks" / f"{k}.png")
+    before = sorted(p.name for p in (root / "models" / "quick").iterdir())
+    out = cli("evaluate", "B1", "--tta", "no", "--ids", "all", "--data", folder, "--results", tmp_path / "res", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    record = json.loads((tmp_path / "res" / "quick_B1.json").read_text())
+    assert sorted(row["id"] for row in record["per_image"]) == sorted(chosen)
+    assert record["data"]["n_images"] == 3 and str(folder) not in json.dumps(record)
+    assert sorted(p.name for p in (root / "models" / "quick").iterdir()) == before
