@@ -1,7 +1,9 @@
 """The book: chapters are committed clean, and the HTML book builds with warnings as errors.
 
 The chapters themselves run under nbval (``pytest --nbval-lax book``, part of the README's
-test command), before this file, so the networks they train are shared with the build.
+test command), before this file, so the networks they train are shared with the build, and
+the chapters nbval ran without error are not executed again by the build: the root
+conftest.py stores them in the build's execution cache (see there).
 """
 
 import json
@@ -76,3 +78,28 @@ def test_no_function_is_defined_in_more_than_one_chapter():
     twice = {name: sorted(chapters) for name, chapters in defined.items() if len(chapters) > 1}
     assert not twice, f"defined in more than one chapter (move them into the library): {twice}"
     assert defined, "the check found no function at all: is the notebook parsing broken?"
+
+
+def test_a_chapter_executed_by_nbval_is_found_by_the_book_build(tmp_path):
+    """The root conftest stores nbval's outputs where Jupyter Book's cache looks them up."""
+    import importlib.util
+
+    from jupyter_cache import get_cache
+
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    clean = nbformat.read(CHAPTERS[0], as_version=4)
+    executed = nbformat.read(CHAPTERS[0], as_version=4)
+    for number, cell in enumerate(c for c in executed.cells if c.cell_type == "code"):
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"cell {number}\n")]
+    hooks.store_executed_chapter(executed, CHAPTERS[0], seconds=1.0, cache_dir=tmp_path)
+    cache = get_cache(str(tmp_path))
+    assert cache.match_cache_notebook(clean) is not None, "the build would execute the chapter again"
+    _, merged = cache.merge_match_into_notebook(clean)
+    code = [c for c in merged.cells if c.cell_type == "code"]
+    assert [c.outputs[0]["text"] for c in code] == [f"cell {k}\n" for k in range(len(code))]
+    changed = nbformat.read(CHAPTERS[0], as_version=4)
+    next(c for c in changed.cells if c.cell_type == "code").source += "\nprint('edited')"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(changed)  # an edited chapter is executed by the build
