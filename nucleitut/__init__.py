@@ -4,7 +4,7 @@ It follows Scherr et al. (2018), "Best Practices in Deep Learning-Based Segmenta
 Microscopy Images", on the Kaggle 2018 Data Science Bowl data (BBBC038v1). Modules map to the
 stages of the pipeline and data flows one way::
 
-    data -> targets -> unet / losses / training -> postprocess -> metrics
+    images -> data -> targets -> unet / losses / training -> postprocess -> metrics
 
 ``config`` holds the paper's Table 3 and the two profiles (``quick`` and ``full``).
 ``segment`` applies the shipped reference networks to your own images:

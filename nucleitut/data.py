@@ -1,6 +1,7 @@
-"""BBBC038v1 (Kaggle Data Science Bowl 2018) data: loading, caching, split, crops, tiling.
+"""The BBBC038v1 data set (Kaggle Data Science Bowl 2018): reading, labels, download, cache, split.
 
-Book chapter: *The data* (``book/01_data``).
+Book chapter: *The data* (``book/01_data``). Single image files are read and converted by
+:mod:`nucleitut.images` (the gray/RGBA/16-bit rules are documented there).
 
 Where the data comes from (:func:`resolve_source`), in this order:
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -31,14 +31,15 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage as ndi
 
 from . import config
+from .images import DataError, decode_image, to_rgb_uint8
 
 __all__ = [
     "DataError",
@@ -47,13 +48,10 @@ __all__ = [
     "load_dataset",
     "resolve_source",
     "download",
-    "to_rgb_uint8",
-    "read_image",
     "merge_masks",
     "close_label_holes",
     "paper_split",
     "sample_split",
-    "image_type",
     "SAMPLE_ZIP",
     "FULL_DATA",
 ]
@@ -96,114 +94,9 @@ FULL_DATA = Remote(
 FULL_DATA_IDS_SHA256 = "b13312af27a27612bd2534ee02f534533d11dbf69e9c9a3b49ae2cd14a20c06b"
 
 
-class DataError(ValueError):
-    """Bad or unreadable input data; the message names the file and the problem."""
-
-
 # --------------------------------------------------------------------------------------
-# Reading images and masks
+# Labels: the per-nucleus masks of the Kaggle layout
 # --------------------------------------------------------------------------------------
-
-
-def image_type(image: np.ndarray) -> str:
-    """The kind of a BBBC038v1 image, by a simple rule of this project (the data set has no
-    such field): ``'tissue'`` (stained, e.g. H&E) when the colour channels differ, else
-    ``'bright-field'`` when the median pixel (the background) is above 127, else
-    ``'fluorescence'``.
-
-    >>> image_type(np.zeros((4, 4, 3), np.uint8)), image_type(np.full((4, 4, 3), 200, np.uint8))
-    ('fluorescence', 'bright-field')
-    """
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] >= 3:
-        if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])):
-            return "tissue"
-        image = image[..., 0]
-    return "bright-field" if np.median(image) > 127 else "fluorescence"
-
-
-def to_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Convert a decoded image to RGB ``uint8`` with explicit rules.
-
-    * (H, W) gray -> expanded to three equal channels;
-    * (H, W, 2) gray + alpha and (H, W, 4) RGBA -> alpha dropped;
-    * ``uint8`` is kept as it is;
-    * other integer types (for example 16-bit) are rescaled linearly from the image's own
-      [min, max] to [0, 255] (microscopes rarely fill the 16-bit range, so a fixed division
-      by 65535 would give black images);
-    * floats in [0, 1] are multiplied by 255, other floats rescaled from [min, max].
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W) or (H, W, C) with C in {1, 2, 3, 4}
-    name : str
-        Used in error messages (the file name).
-
-    Returns
-    -------
-    ndarray of uint8, shape (H, W, 3)
-
-    Examples
-    --------
-    >>> to_rgb_uint8(np.array([[0, 4095]], dtype=np.uint16))[..., 0].tolist()
-    [[0, 255]]
-    """
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    elif image.ndim == 3 and image.shape[2] == 2:
-        image = np.stack([image[..., 0]] * 3, axis=-1)
-    elif image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[..., :3]
-    else:
-        raise DataError(f"{name}: unsupported image shape {image.shape}")
-    if image.dtype == np.uint8:
-        return np.ascontiguousarray(image)
-    if image.dtype == bool:
-        return image.astype(np.uint8) * 255
-    values = image.astype(np.float64)
-    if np.issubdtype(image.dtype, np.floating) and values.min() >= 0 and values.max() <= 1:
-        return np.round(values * 255).astype(np.uint8)
-    low, high = values.min(), values.max()
-    if high == low:
-        return np.zeros(image.shape, np.uint8)
-    return np.round((values - low) / (high - low) * 255).astype(np.uint8)
-
-
-def _decode_png(data: bytes, name: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as pil:
-            pil.load()
-            if pil.mode == "P":
-                pil = pil.convert("RGBA")
-            array = np.asarray(pil)
-    except Exception as error:  # PIL raises several types for broken files
-        raise DataError(f"{name}: cannot decode image ({error})") from None
-    return array
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file (PNG, TIFF, JPEG; gray or colour; 8 or 16 bit) as RGB ``uint8``.
-
-    Raises :class:`DataError` naming the file when it cannot be read.
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            import tifffile
-
-            array = tifffile.imread(path)
-        except Exception as error:
-            raise DataError(f"{path}: cannot decode image ({error})") from None
-    else:
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise DataError(f"{path}: cannot read file ({error.strerror})") from None
-        array = _decode_png(data, str(path))
-    return to_rgb_uint8(array, str(path))
 
 
 def merge_masks(masks: Iterable[np.ndarray], shape: tuple[int, int], names: Sequence[str] | None = None) -> np.ndarray:
@@ -359,7 +252,7 @@ class _Reader:
                 raise DataError(f"{path}: cannot read file ({error.strerror})") from None
         try:
             return self._zip.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as error:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
             raise DataError(f"{self.location}:{name}: corrupt archive entry ({error})") from None
 
     def describe(self, name: str) -> str:
@@ -367,11 +260,11 @@ class _Reader:
 
     def load(self, image_id: str, closing_radius: int) -> tuple[np.ndarray, np.ndarray]:
         image_name = self.images[image_id]
-        image = to_rgb_uint8(_decode_png(self.read(image_name), self.describe(image_name)), self.describe(image_name))
+        image = to_rgb_uint8(decode_image(self.read(image_name), self.describe(image_name)), self.describe(image_name))
         folder = self.describe(str(PurePosixPath(image_name).parent.parent))
         if image_id in self.label_images:
             name = self.label_images[image_id]
-            labels = _decode_png(self.read(name), self.describe(name))
+            labels = decode_image(self.read(name), self.describe(name))
             if labels.shape != image.shape[:2]:
                 raise DataError(f"{self.describe(name)}: label image size {labels.shape} differs from image size {image.shape[:2]}")
             labels = labels.astype(np.int32)
@@ -381,7 +274,7 @@ class _Reader:
         names = self.masks[image_id]
         if not names:
             raise DataError(f"{folder}/masks: empty masks folder (no mask PNG files)")
-        masks = (_decode_png(self.read(n), self.describe(n)) for n in names)
+        masks = (decode_image(self.read(n), self.describe(n)) for n in names)
         labels = merge_masks(masks, image.shape[:2], [self.describe(n) for n in names])
         if closing_radius >= 0:
             labels = close_label_holes(labels, closing_radius)
@@ -390,12 +283,6 @@ class _Reader:
     def close(self):
         if self._zip is not None:
             self._zip.close()
-
-
-def zlib_error():
-    import zlib
-
-    return zlib.error
 
 
 # --------------------------------------------------------------------------------------

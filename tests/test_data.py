@@ -3,16 +3,15 @@
 import functools
 import hashlib
 import http.server
-import io
 import json
 import os
 import threading
 import zipfile
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage as ndi
 
 from nucleitut import config, data, predict, training
@@ -29,9 +28,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _png(array):
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return iio.imwrite("<bytes>", array, extension=".png")
 
 
 @pytest.fixture
@@ -57,16 +54,6 @@ def _zip_folder(folder, zip_path, top=True):
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-def test_gray_rgba_and_16_bit_images_become_rgb_uint8():
-    gray = np.array([[0, 10], [20, 30]], np.uint8)
-    assert data.to_rgb_uint8(gray).shape == (2, 2, 3)
-    assert np.array_equal(data.to_rgb_uint8(gray)[..., 2], gray)
-    rgba = np.dstack([gray, gray + 1, gray + 2, np.full_like(gray, 255)])
-    assert np.array_equal(data.to_rgb_uint8(rgba), rgba[..., :3])
-    sixteen = np.array([[100, 4195]], np.uint16)
-    assert data.to_rgb_uint8(sixteen)[0, :, 0].tolist() == [0, 255]
 
 
 def test_overlapping_masks_keep_the_first_label():

@@ -11,20 +11,17 @@ still happens when the pack is loaded). The script checks that the pack decodes 
 identical arrays.
 """
 
-import io
 import sys
 import zipfile
 
+import imageio.v3 as iio
 import numpy as np
-from PIL import Image
 
 from nucleitut import data
 
 
 def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return iio.imwrite("<bytes>", array, extension=".png", optimize=True)
 
 
 def main(source: str, target: str) -> None:
