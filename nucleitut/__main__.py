@@ -120,7 +120,7 @@ def cmd_segment(args) -> int:
 
     Exit status: 0 every image segmented, 1 some failed (each named on stderr), 2 usage
     error (nothing segmented)."""
-    from . import data, segment
+    from . import images, pretrained, segment
 
     source, target = Path(args.input), Path(args.output)
     if not source.exists():
@@ -130,9 +130,9 @@ def cmd_segment(args) -> int:
         print(f"error: output folder {target} is inside the input folder {source}; choose a folder outside it "
               "(its label images would be read as input next time)", file=sys.stderr)
         return 2
-    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in segment.IMAGE_SUFFIXES)
+    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in images.IMAGE_SUFFIXES)
     if not files:
-        print(f"error: {source}: no images ({', '.join(segment.IMAGE_SUFFIXES)}) found", file=sys.stderr)
+        print(f"error: {source}: no images ({', '.join(images.IMAGE_SUFFIXES)}) found", file=sys.stderr)
         return 2
     models = args.models
     if models is None and args.pipeline is not None:  # a pipeline without --models: the trained networks of the profile
@@ -140,7 +140,7 @@ def cmd_segment(args) -> int:
 
         models = config.models_dir()
     try:
-        networks = segment.load_networks(models, args.pipeline, args.profile)
+        networks = pretrained.load_networks(models, args.pipeline, args.profile)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -153,14 +153,14 @@ def cmd_segment(args) -> int:
             existing = [p for p in segment.output_paths(target, path.stem).values() if p.exists()]
             if existing and not args.overwrite:
                 raise FileExistsError(f"{path}: output {existing[0]} exists; use --overwrite to replace it")
-            raw = segment.read_input(path)
+            raw = images.read_input(path)
             result = segment.segment_image(
                 raw, diameter=args.diameter, tta=not args.no_tta, channel=args.channel,
                 normalize="never" if args.no_normalize else ("always" if args.normalize else "auto"),
                 size=not args.no_size, scale=args.scale, name=str(path), networks=networks,
             )
             segment.write_outputs(result, target, path.stem, intensity=_intensity_source(raw, args.channel), overwrite=args.overwrite)
-        except (data.DataError, FileExistsError, ValueError, OSError) as error:
+        except (images.DataError, FileExistsError, ValueError, OSError) as error:
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             print(f"failed: {message}", file=sys.stderr)
             failures.append(path)

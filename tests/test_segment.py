@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from skimage.draw import disk
 
-from nucleitut import config, data, segment, unet
+from nucleitut import config, images, pretrained, segment, sizing, unet
 from nucleitut.__main__ import main
 
 # --------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def reference(tmp_path_factory):
     models, configs = tiny_networks()
     settings = {"mask_threshold": 0.4, "marker_threshold": 0.5, "min_marker_area": 3, "min_area": 15}
     sizes = {"median_diameter": 15.0, "n_images": 1}
-    segment.save_reference(folder, models, configs, "M6B4", settings, sizes, profile="cpu", trained={"where": "test"})
+    pretrained.save_reference(folder, models, configs, "M6B4", settings, sizes, profile="cpu", trained={"where": "test"})
     return folder, models, settings
 
 
@@ -85,11 +85,11 @@ def test_16bit_image_with_offset_gain_and_hot_pixels_maps_close_to_the_8bit_vers
     hot = np.zeros(image16.shape, bool)
     hot.flat[rng.choice(image16.size, 5, replace=False)] = True
     image16[hot] = 65535
-    stretched16, how = segment.prepare_image(image16)
-    stretched8, _ = segment.prepare_image(image8, normalize="always")
+    stretched16, how = images.prepare_image(image16)
+    stretched8, _ = images.prepare_image(image8, normalize="always")
     assert how == "percentiles 1-99.8"
     assert np.abs(stretched16.astype(int) - stretched8.astype(int))[~hot].max() <= 2
-    old, _ = segment.prepare_image(image16, normalize="never")  # min..max: the hot pixels darken everything
+    old, _ = images.prepare_image(image16, normalize="never")  # min..max: the hot pixels darken everything
     nuclei = image8 > 200
     assert old[nuclei].mean() < 60 and stretched16[nuclei].mean() > 200
 
@@ -97,22 +97,22 @@ def test_16bit_image_with_offset_gain_and_hot_pixels_maps_close_to_the_8bit_vers
 def test_bright_8bit_images_keep_todays_path_and_dim_ones_are_stretched():
     image8, _ = discs_image(21)
     rgba = np.dstack([image8] * 3 + [np.full(image8.shape, 255, np.uint8)])
-    rgb, how = segment.prepare_image(rgba)
-    assert how == "as is (8-bit)" and np.array_equal(rgb, data.to_rgb_uint8(rgba))
+    rgb, how = images.prepare_image(rgba)
+    assert how == "as is (8-bit)" and np.array_equal(rgb, images.to_rgb_uint8(rgba))
     dim = (image8 // 25).astype(np.uint8)  # 99.8th percentile 8 < DIM_LEVEL
-    stretched, how = segment.prepare_image(dim)
+    stretched, how = images.prepare_image(dim)
     assert how.startswith("percentiles") and stretched.max() == 255
 
 
 def test_channel_picks_one_channel_as_grey_and_names_a_missing_one():
     image8, _ = discs_image(21)
     stack = np.dstack([np.zeros_like(image8), image8, 255 - image8, image8 // 2, image8])
-    rgb, _ = segment.prepare_image(stack, channel=1)
+    rgb, _ = images.prepare_image(stack, channel=1)
     assert np.array_equal(rgb[..., 0], image8) and np.array_equal(rgb[..., 2], image8)
-    with pytest.raises(data.DataError, match="5 channels; choose one"):
-        segment.prepare_image(stack)
-    with pytest.raises(data.DataError, match="channel 7 asked for"):
-        segment.prepare_image(stack, channel=7, name="cells.tif")
+    with pytest.raises(images.DataError, match="5 channels; choose one"):
+        images.prepare_image(stack)
+    with pytest.raises(images.DataError, match="channel 7 asked for"):
+        images.prepare_image(stack, channel=7, name="cells.tif")
 
 
 # --------------------------------------------------------------------------------------
@@ -123,17 +123,17 @@ def test_channel_picks_one_channel_as_grey_and_names_a_missing_one():
 @pytest.mark.parametrize("diameter", [9, 21, 41])
 def test_typical_diameter_of_discs_is_their_diameter(diameter):
     image, _ = discs_image(diameter)
-    assert segment.typical_diameter(image > 100) == pytest.approx(diameter, abs=1)
+    assert sizing.typical_diameter(image > 100) == pytest.approx(diameter, abs=1)
 
 
 def test_typical_diameter_of_touching_discs_is_one_disc():
     image, _ = discs_image(31, shape=(62, 256), spacing=28)  # a chain of overlapping discs: one object
-    assert segment.typical_diameter(image > 100) == pytest.approx(31, abs=1.5)
+    assert sizing.typical_diameter(image > 100) == pytest.approx(31, abs=1.5)
 
 
 def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     image, count = discs_image(45, shape=(360, 400))
-    networks = segment.load_networks({"B1": BrightnessNetwork()}, "B1")
+    networks = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
     target = networks[1]
     result = segment.segment_image(image, tta=False, networks=networks)
     assert result.diameter_source == "estimated"
@@ -150,19 +150,19 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
 
 
 def test_scale_is_bounded_and_not_applied_near_one():
-    low, high = segment.SCALE_RANGE
-    assert segment.scale_for(1000.0, 15.0) == low and segment.scale_for(0.5, 15.0) == high
-    assert segment.scale_for(16.0, 15.0) == 1.0 and segment.scale_for(None, 15.0) == 1.0
+    low, high = sizing.SCALE_RANGE
+    assert sizing.scale_for(1000.0, 15.0) == low and sizing.scale_for(0.5, 15.0) == high
+    assert sizing.scale_for(16.0, 15.0) == 1.0 and sizing.scale_for(None, 15.0) == 1.0
 
 
 def test_rescaled_labels_come_back_unchanged():
     labels = np.zeros((60, 80), np.int32)
     labels[5:20, 5:25], labels[30:55, 40:70], labels[25:28, 2:6] = 1, 2, 3
     for factor in (2, 3):
-        bigger = segment.rescale_labels(labels, (60 * factor, 80 * factor))
-        assert np.array_equal(segment.rescale_labels(bigger, labels.shape), labels)
+        bigger = sizing.rescale_labels(labels, (60 * factor, 80 * factor))
+        assert np.array_equal(sizing.rescale_labels(bigger, labels.shape), labels)
     image = np.dstack([labels.astype(np.uint8) * 80] * 3)
-    assert segment.rescale_image(image, 0.5).shape == (30, 40, 3)
+    assert sizing.rescale_image(image, 0.5).shape == (30, 40, 3)
 
 
 # --------------------------------------------------------------------------------------
@@ -206,38 +206,38 @@ def test_reference_round_trip_predicts_like_the_original_networks(reference):
     info = json.loads((folder / "reference.json").read_text())
     assert info["pipeline"] == "M6B4" and info["networks"]["M6"]["dtype"] == "float16"
     assert json.loads((folder / "B4" / "config.json").read_text())["filters"] == 4
-    loaded, _ = segment.load_reference(folder)
+    loaded, _ = pretrained.load_reference(folder)
     image, _ = discs_image(15, shape=(96, 128))
-    rgb = data.to_rgb_uint8(image)
+    rgb = images.to_rgb_uint8(image)
     for name in ("M6", "B4"):
         for original, stored in zip(originals[name].weights, loaded[name].weights):
             assert np.array_equal(stored.numpy(), original.numpy().astype(np.float16).astype(np.float32))
         a = predict.predict_probabilities(originals[name], rgb)
         b = predict.predict_probabilities(loaded[name], rgb)
         assert np.abs(a - b).max() < 1e-2
-    segmenter, target = segment.load_networks(folder)
+    segmenter, target = pretrained.load_networks(folder)
     assert segmenter.pipeline.name == "M6B4" and segmenter.settings == settings and target == 15.0
     labels = segment.segment(image, models=folder, tta=False)
     assert labels.shape == image.shape and labels.dtype == np.int32
 
 
 def test_missing_reference_names_the_command_that_builds_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(segment, "REFERENCE_DIR", tmp_path / "missing")
+    monkeypatch.setattr(pretrained, "REFERENCE_DIR", tmp_path / "missing")
     image, _ = discs_image(15)
-    with pytest.raises(segment.ReferenceMissing, match="tools/make_reference.py"):
+    with pytest.raises(pretrained.ReferenceMissing, match="tools/make_reference.py"):
         segment.segment(image)
 
 
 def test_models_folder_without_a_network_names_the_train_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m nucleitut train M6 --profile cpu"):
-        segment.load_networks(tmp_path, "M6B4", "cpu")
+        pretrained.load_networks(tmp_path, "M6B4", "cpu")
 
 
 def test_diameter_must_be_positive():
     image, _ = discs_image(15)
     for bad in (0, -5):
         with pytest.raises(ValueError, match="diameter must be a positive number"):
-            segment.segment_image(image, diameter=bad, networks=segment.load_networks({"B1": BrightnessNetwork()}, "B1"))
+            segment.segment_image(image, diameter=bad, networks=pretrained.load_networks({"B1": BrightnessNetwork()}, "B1"))
 
 
 # --------------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ def test_segment_command_refuses_an_output_folder_inside_the_input(tmp_path, cap
 
 
 def test_segment_command_without_reference_names_the_command_that_builds_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(segment, "REFERENCE_DIR", tmp_path / "missing")
+    monkeypatch.setattr(pretrained, "REFERENCE_DIR", tmp_path / "missing")
     (tmp_path / "in").mkdir()
     iio.imwrite(tmp_path / "in" / "a.png", discs_image(15)[0])
     code, _, err = run(capsys, monkeypatch, tmp_path / "in", tmp_path / "out")
@@ -330,10 +330,10 @@ def test_segment_command_with_no_images_or_missing_input_is_a_usage_error(tmp_pa
 def test_the_shipped_reference_networks_are_small_and_load_without_training():
     from nucleitut import config as config_module
 
-    folder = segment.REFERENCE_DIR
+    folder = pretrained.REFERENCE_DIR
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size <= 10e6, f"reference networks take {size / 1e6:.1f} MB (limit 10 MB)"
-    models, info = segment.load_reference()
+    models, info = pretrained.load_reference()
     assert set(models) == set(config_module.get_pipeline(info["pipeline"]).networks)
     assert info["postprocess_chosen_on"].startswith("validation") and info["nucleus_size"]["median_diameter"] > 0
     assert "/work/" not in json.dumps(info) and "/tmp/" not in json.dumps(info)

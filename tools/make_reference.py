@@ -12,7 +12,7 @@ What it does, without training anything:
 1. loads the pipeline's trained networks from ``--models`` (``<DIR>/<NET>/model.keras`` or
    ``<DIR>/<profile>/<NET>/model.keras``);
 2. computes the nucleus size statistics of the training split of ``--data``
-   (:func:`nucleitut.segment.nucleus_size_statistics`), the target of the size handling;
+   (:func:`nucleitut.sizing.nucleus_size_statistics`), the target of the size handling;
 3. chooses the post-processing settings on the validation split
    (:func:`nucleitut.evaluation.tune_postprocessing`, with TTA unless ``--no-tta``);
 4. writes float16 weights, each network's training configuration and ``reference.json``
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nucleitut import config, data, evaluation, predict, records, segment
+from nucleitut import config, data, evaluation, predict, pretrained, records, sizing
 
 
 def _record_summary(path: Path | None) -> dict | None:
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline", default="M6B4")
     parser.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES))
     parser.add_argument("--data", required=True, help="the data set the networks were trained on (folder, zip, 'full')")
-    parser.add_argument("--out", default=str(segment.REFERENCE_DIR))
+    parser.add_argument("--out", default=str(pretrained.REFERENCE_DIR))
     parser.add_argument("--record", help="results record to summarise (default: results/<profile>_<pipeline>_tta_tuned.json)")
     parser.add_argument("--no-tta", action="store_true", help="choose the settings without TTA (faster)")
     parser.add_argument("--val-limit", type=int, help="tune on the first N validation images only (for a quick try)")
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                              "instead of tuning again")
     args = parser.parse_args(argv)
 
-    segmenter, _ = segment.load_networks(Path(args.models), args.pipeline, args.profile)
+    segmenter, _ = pretrained.load_networks(Path(args.models), args.pipeline, args.profile)
     pipeline = segmenter.pipeline
     folders = {}
     for network in pipeline.networks:
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     dataset = data.load_dataset(args.data, profile=args.profile)
     split = dataset.split()
     print(f"Nucleus sizes of {len(split.train)} training images ...")
-    sizes = segment.nucleus_size_statistics(dataset, split.train)
+    sizes = sizing.nucleus_size_statistics(dataset, split.train)
     print(f"  median typical diameter {sizes['median_diameter']:.1f} px")
 
     tta = not args.no_tta
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
 
     environment = records.environment()
     out = Path(args.out)
-    segment.save_reference(
+    pretrained.save_reference(
         out,
         {n: segmenter.models[n] for n in pipeline.networks},
         configs,
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "commit": environment["commit"], "versions": environment["versions"], "hardware": environment["hardware"]},
     )
-    loaded, _ = segment.load_reference(out)
+    loaded, _ = pretrained.load_reference(out)
     check = dataset.get(val[0])[0] if val else dataset.images[0]
     for n in pipeline.networks:
         a = predict.predict_probabilities(segmenter.models[n], check)

@@ -1,0 +1,208 @@
+"""Nucleus size: how large the nuclei of an image are, and rescaling to the training size.
+
+Book chapter: *Your own images*. Used by :func:`nucleitut.segment.segment_image`.
+
+A network learns the size of the nuclei along with everything else. A first pass of one
+network (no TTA) finds the foreground; the typical nucleus diameter is the median over its
+objects of the largest inscribed disc (:func:`typical_diameter`), which neither merges of
+touching nuclei nor a nucleus shattered into several markers change much. The image is
+rescaled so that this diameter matches the training images' median
+(:func:`nucleus_size_statistics`), the estimate is repeated once at the new scale
+(:func:`estimate_diameter`), the pipeline segments the rescaled image (:func:`rescale_image`)
+and the labels are mapped back to the original size, nearest neighbour
+(:func:`rescale_labels`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = [
+    "typical_diameter",
+    "estimate_diameter",
+    "nucleus_size_statistics",
+    "scale_for",
+    "rescale_image",
+    "rescale_labels",
+    "TRAINING_DIAMETER",
+    "SCALE_RANGE",
+    "SCALE_TOLERANCE",
+    "SECOND_PASS_DISAGREEMENT",
+]
+
+#: Bounds of the rescaling factor: beyond them the image would be too coarse to hold
+#: nuclei or too large to predict in reasonable time.
+SCALE_RANGE = (0.1, 4.0)
+#: Estimated scales within this factor of 1 are not applied (interpolation would only blur).
+SCALE_TOLERANCE = 1.1
+#: :func:`estimate_diameter` trusts its second pass over the first beyond this factor.
+SECOND_PASS_DISAGREEMENT = 1.25
+#: Median over the training images of :func:`typical_diameter` of their true nuclei, in
+#: pixels: ``nucleus_size_statistics(load_dataset("full"), split.train)["median_diameter"]``
+#: on the fixed stage1_train (435 training images; 16.3 px, where the median equivalent
+#: diameter of the 19,734 nuclei is 19.9 px: nuclei are not round). Used when a models folder
+#: carries no statistics of its own; the reference networks record theirs in ``reference.json``.
+TRAINING_DIAMETER = 16.3
+
+
+def typical_diameter(mask: np.ndarray, min_diameter: float = 3.0) -> float | None:
+    """Typical diameter of the objects of a foreground mask, in pixels.
+
+    Per connected object (holes filled) the diameter of the largest inscribed disc,
+    ``2 * max(distance to background)`` (for a digital disc its equivalent diameter within
+    a pixel); the median over the objects. Touching nuclei merged into one object keep the inscribed disc of one nucleus,
+    so clumps barely bias the estimate. Objects under ``min_diameter`` are noise and ignored.
+    Limit: background fully enclosed by a ring of touching nuclei is filled like a hole.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+    min_diameter : float
+
+    Returns
+    -------
+    float or None
+        None when no object is large enough.
+
+    Examples
+    --------
+    >>> from skimage.morphology import disk
+    >>> round(typical_diameter(np.pad(disk(10), 5) > 0), 1)   # equivalent diameter 20.1
+    20.1
+    """
+    filled = ndi.binary_fill_holes(np.asarray(mask, bool))
+    objects, n = ndi.label(filled)
+    if n == 0:
+        return None
+    distance = ndi.distance_transform_edt(filled)
+    diameters = 2 * np.asarray(ndi.maximum(distance, objects, index=np.arange(1, n + 1)))
+    diameters = diameters[diameters >= min_diameter]
+    return float(np.median(diameters)) if diameters.size else None
+
+
+def nucleus_size_statistics(dataset: "nucleitut.data.Dataset", ids: Sequence[str] | None = None) -> dict:
+    """Nucleus sizes of a data set's images (default: its training split), in pixels.
+
+    ``median_diameter`` (the target of the size handling) is the median over the images of
+    :func:`typical_diameter` of their true foreground, the same measure the estimate uses on
+    a new image. Per-nucleus equivalent diameters (``sqrt(4 * area / pi)``) are reported too.
+
+    Returns
+    -------
+    dict
+        ``median_diameter``, ``diameter_quartiles`` (over images), ``median_equivalent_diameter``,
+        ``equivalent_diameter_percentiles`` (5, 25, 75, 95; over nuclei), ``n_images``,
+        ``n_nuclei``, ``measure``.
+    """
+    from skimage.measure import regionprops_table
+
+    ids = list(ids) if ids is not None else dataset.split().train
+    per_image, equivalent = [], []
+    for image_id in ids:
+        labels = dataset.get(image_id)[1]
+        diameter = typical_diameter(labels > 0)
+        if diameter is not None:
+            per_image.append(diameter)
+        equivalent.extend(regionprops_table(labels, properties=("equivalent_diameter_area",))["equivalent_diameter_area"])
+    if not per_image:
+        raise ValueError("nucleus_size_statistics: no nuclei in the given images")
+    return {
+        "median_diameter": float(np.median(per_image)),
+        "diameter_quartiles": [float(q) for q in np.percentile(per_image, [25, 75])],
+        "median_equivalent_diameter": float(np.median(equivalent)),
+        "equivalent_diameter_percentiles": {str(p): float(v) for p, v in zip((5, 25, 75, 95), np.percentile(equivalent, [5, 25, 75, 95]))},
+        "n_images": len(ids),
+        "n_nuclei": len(equivalent),
+        "measure": "median over images of sizing.typical_diameter (largest inscribed disc per object) of the true foreground",
+    }
+
+
+def scale_for(diameter: float | None, target: float) -> float:
+    """Rescaling factor that brings ``diameter`` to ``target``, within :data:`SCALE_RANGE`.
+
+    1.0 when the diameter is unknown or within :data:`SCALE_TOLERANCE` of the target.
+
+    >>> scale_for(60.0, 20.0), scale_for(21.0, 20.0), scale_for(1.0, 20.0)
+    (0.3333333333333333, 1.0, 4.0)
+    """
+    if diameter is None or diameter <= 0:
+        return 1.0
+    scale = target / diameter
+    if 1 / SCALE_TOLERANCE <= scale <= SCALE_TOLERANCE:
+        return 1.0
+    return float(np.clip(scale, *SCALE_RANGE))
+
+
+def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """Rescale an RGB ``uint8`` image (linear interpolation, anti-aliased when shrinking)."""
+    from skimage.transform import resize
+
+    if scale == 1.0:
+        return image
+    shape = tuple(max(1, int(round(n * scale))) for n in image.shape[:2])
+    out = resize(image, shape + image.shape[2:], order=1, anti_aliasing=scale < 1, preserve_range=True)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def rescale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Map labels to another size by nearest neighbour; renumbered ``1..n`` (int32).
+
+    Objects that vanish when shrinking drop out of the numbering.
+
+    >>> rescale_labels(np.array([[1, 2], [0, 2]]), (4, 4))
+    array([[1, 1, 2, 2],
+           [1, 1, 2, 2],
+           [0, 0, 2, 2],
+           [0, 0, 2, 2]], dtype=int32)
+    """
+    from skimage.segmentation import relabel_sequential
+    from skimage.transform import resize
+
+    labels = np.asarray(labels)
+    if labels.shape != tuple(shape):
+        labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(labels.dtype)
+    return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+
+
+def _foreground(segmenter, image: np.ndarray) -> np.ndarray:
+    """The pipeline's foreground mask from one network without TTA (the cheap first pass)."""
+    from . import config, predict
+
+    pipeline = segmenter.pipeline
+    settings = {**config.POSTPROCESS_DEFAULTS[pipeline.method], **segmenter.settings}
+    if pipeline.method == "threshold":
+        return predict.predict_probabilities(segmenter.models[pipeline.networks[0]], image)[..., 0] > settings["threshold"]
+    if pipeline.method == "two_network":
+        return predict.predict_probabilities(segmenter.models[pipeline.networks[1]], image)[..., 0] > settings["mask_threshold"]
+    probs = predict.predict_probabilities(segmenter.models[pipeline.networks[0]], image)
+    return 1.0 - probs[..., 0] > settings["mask_threshold"]
+
+
+def estimate_diameter(image: np.ndarray, segmenter, target: float) -> tuple[float | None, float]:
+    """Typical nucleus diameter of an RGB ``uint8`` image (pixels) and the scale to use.
+
+    A first pass at the native scale measures :func:`typical_diameter` of the pipeline's
+    foreground. When that asks for rescaling, a second pass at the new scale measures again:
+    a network sees nuclei of training size best, so when the two estimates disagree by more
+    than :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back to the original
+    pixels) is used; otherwise the first, measured at the finer resolution.
+
+    Returns
+    -------
+    diameter : float or None
+        None when the first pass finds no nuclei (the image is then not rescaled).
+    scale : float
+        :func:`scale_for` of the diameter.
+    """
+    diameter = typical_diameter(_foreground(segmenter, image))
+    scale = scale_for(diameter, target)
+    if scale != 1.0:
+        second = typical_diameter(_foreground(segmenter, rescale_image(image, scale)))
+        if second is not None and not 1 / SECOND_PASS_DISAGREEMENT <= (second / scale) / diameter <= SECOND_PASS_DISAGREEMENT:
+            diameter = second / scale
+            scale = scale_for(diameter, target)
+    return diameter, scale
+
