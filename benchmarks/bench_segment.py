@@ -3,34 +3,51 @@
 Usage (from the repository root, in the project's virtual environment)::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/bench_segment.py \\
-        --out results/benchmarks/segment_cpu.json [--models DIR] [--limit 40]
+        --out results/benchmarks/segment_cpu.json [--models DIR] [--limit 40] [--skip ...]
 
-On the test images of the paper's split rule (the last 120 ids of the 664 fixed images):
+On the test images of the paper's split rule (the last 120 ids of the 664 fixed images),
+with the shipped reference networks (or ``--models``) and TTA:
 
 * **scale**: every image and its labels rescaled by 0.5, 2 and 3 (labels by nearest
   neighbour); mean Kaggle score with automatic size handling and without it (native scale);
 * **intensity**: every image as 16 bit with a dark offset (+3000), a gain (x40) and five
-  hot pixels (65535); with the percentile mapping and without it (the old min..max rule);
+  hot pixels (65535) -- a grey (H, W) uint16 image for grey images, an (H, W, 3) one for
+  stained tissue, so only the intensity handling differs from the 8-bit image; with the
+  percentile mapping and without it (the old min..max rule);
 * **image types**: scores per type, fluorescence / bright-field / stained tissue, by the
-  rule of :func:`nucleitut.data.image_type` (this project's): an image whose colour
-  channels differ is stained tissue; a grey image with a bright background (median above
-  128) is bright-field; the rest is fluorescence;
-* **speed**: a 1024x1024 image with TTA and size estimation (seconds, seconds per megapixel)
-  and the peak memory of an 8000x8000 image (tiled prediction).
+  rule of :func:`nucleitut.images.image_type` (this project's, quoted in the output);
+* **speed**: a 1024x1024 image with TTA and size estimation (seconds, twice) and the peak
+  memory of an 8000x8000 image (tiled prediction, no TTA, size estimation on), measured in a
+  fresh child process so the data set held by this one does not hide it.
 
 ``--limit N`` scores the first N test images of every type in turn (a smaller, stratified
-subset for a busy 2-core machine); the output says how many images each number is on.
+subset for a busy 2-core machine). Every number in the output carries the number of images
+it is on (``n``); the output is rewritten after every section (``complete`` says whether
+the run finished) and ends with the issue's acceptance targets checked (``targets``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTORS = (0.5, 2.0, 3.0)
+#: The issue's acceptance targets (project issue 13).
+SCALE_TOLERANCE = 0.05
+INTENSITY_TOLERANCE = 0.03
+SPEED_LIMIT_S = 15.0
 
 
 def rescaled(image, labels, factor):
@@ -38,15 +55,114 @@ def rescaled(image, labels, factor):
 
     big = rescale(image, factor, channel_axis=-1, order=1, preserve_range=True, anti_aliasing=factor < 1)
     shape = big.shape[:2]
-    return np.clip(big, 0, 255).astype(np.uint8), resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+    return (np.clip(np.round(big), 0, 255).astype(np.uint8),
+            resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32))
+
+
+def library():
+    """The functions this benchmark uses, in the package layout before or after the split of
+    ``data``/``segment`` into ``images``, ``sizing`` and ``pretrained``."""
+    import importlib
+
+    from nucleitut import data, segment
+
+    try:
+        image_type = importlib.import_module("nucleitut.images").image_type
+    except (ImportError, AttributeError):
+        image_type = data.image_type
+    load_networks = getattr(segment, "load_networks", None) or importlib.import_module("nucleitut.pretrained").load_networks
+    return image_type, load_networks
 
 
 def sixteen_bit(image, rng):
-    grey = image[..., :3].mean(axis=-1)
-    out = (3000 + 40 * grey).astype(np.uint16)
+    """The image as a 16-bit camera might give it: offset 3000, gain 40, five hot pixels.
+
+    Grey images (equal channels) become (H, W) uint16; colour images keep their channels."""
+    grey = library()[0](image) != "tissue"
+    values = image[..., 0].astype(np.float64) if grey else image[..., :3].astype(np.float64)
+    out = (3000 + 40 * values).astype(np.uint16)
     ys, xs = rng.integers(0, out.shape[0], 5), rng.integers(0, out.shape[1], 5)
     out[ys, xs] = 65535
     return out
+
+
+def tiled(image, side):
+    reps = (math.ceil(side / image.shape[0]), math.ceil(side / image.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(image, reps)[:side, :side])
+
+
+def modified_files() -> dict:
+    """Tracked files that differ from the commit and untracked files of the package, with
+    the sha256 of what this run read."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    files = {}
+    for line in out.splitlines():
+        name = line[3:].split(" -> ")[-1]
+        if line.startswith("??") and not name.startswith("nucleitut/"):
+            continue
+        path = ROOT / name
+        files[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "deleted"
+    return files
+
+
+def large_child(image_path: str, models: str | None) -> int:
+    """Child process: segment one large image, print JSON with time and peak memory."""
+    from nucleitut import segment
+
+    networks = library()[1](models)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    image = np.load(image_path)
+    start = time.perf_counter()
+    result = segment.segment_image(image, networks=networks, tta=False)
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "shape": list(image.shape[:2]), "tta": False, "size_estimation": True,
+        "seconds": seconds, "scale": result.scale, "diameter": result.diameter, "nuclei": result.count,
+        "peak_rss_mb_networks_loaded": baseline,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "image_mb": image.nbytes / 2**20,
+    }))
+    return 0
+
+
+def check_targets(result: dict) -> dict:
+    targets = {}
+    native = result.get("native")
+    if native and "scale" in result:
+        for factor, row in result["scale"].items():
+            diff = row["auto_size"]["mean"] - native["mean"]
+            targets[f"scale_{factor}"] = {
+                "target": f"|auto-size score at scale {factor} - native score (same pipeline, auto size)| <= {SCALE_TOLERANCE}",
+                "difference": diff, "holds": abs(diff) <= SCALE_TOLERANCE, "n": row["auto_size"]["n"]}
+            if "native_without_handling" in result:
+                plain = row["auto_size"]["mean"] - result["native_without_handling"]["mean"]
+                targets[f"scale_{factor}"]["difference_to_native_without_handling"] = plain
+                targets[f"scale_{factor}"]["holds_against_native_without_handling"] = abs(plain) <= SCALE_TOLERANCE
+    if native and "intensity" in result:
+        diff = result["intensity"]["percentile"]["mean"] - native["mean"]
+        targets["sixteen_bit"] = {
+            "target": f"|16-bit score with percentile mapping - 8-bit score| <= {INTENSITY_TOLERANCE}",
+            "difference": diff, "holds": abs(diff) <= INTENSITY_TOLERANCE, "n": result["intensity"]["percentile"]["n"]}
+    if "speed" in result:
+        seconds = result["speed"]["seconds_tta_and_size"]
+        targets["speed_1024"] = {
+            "target": f"1024x1024 with TTA and size estimation <= {SPEED_LIMIT_S} s on {os.cpu_count()} cores",
+            "seconds": seconds, "holds_first_call": seconds[0] <= SPEED_LIMIT_S,
+            "holds_repeated_call": min(seconds[1:] or seconds) <= SPEED_LIMIT_S}
+        if "large" in result["speed"]:
+            targets["memory_8000"] = {"target": "peak memory of an 8000x8000 image reported",
+                                      "peak_rss_mb": result["speed"]["large"].get("peak_rss_mb"),
+                                      "holds": result["speed"]["large"].get("peak_rss_mb") is not None}
+    if "by_type" in result:
+        missing = [k for k in ("fluorescence", "bright-field", "tissue") if k not in result["by_type"]]
+        targets["by_type"] = {"target": "mean score per image type (fluorescence / bright-field / tissue) reported",
+                              "holds": not missing, "types_without_test_images": missing,
+                              "n": {k: v["n"] for k, v in result["by_type"].items()}}
+    return targets
 
 
 def main(argv=None) -> int:
@@ -55,14 +171,21 @@ def main(argv=None) -> int:
     parser.add_argument("--models", help="default: the shipped reference networks")
     parser.add_argument("--limit", type=int, help="score at most this many test images (stratified by type)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["scale", "intensity", "types", "speed"])
+    parser.add_argument("--large-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.large_child:
+        return large_child(args.large_child, args.models)
 
+    started = time.perf_counter()
+    files_read = modified_files()  # before the imports: the code this run uses
     from nucleitut import data, metrics, records, segment
 
-    networks = segment.load_networks(args.models)
+    image_type, load_networks = library()
+    networks = load_networks(args.models)
     dataset = data.load_dataset(profile="full")
     test = dataset.split().test
-    kinds = {i: data.image_type(dataset.get(i)[0]) for i in test}
+    kinds = {i: image_type(dataset.get(i)[0]) for i in test}
+    types_in_test_set = {k: sum(v == k for v in kinds.values()) for k in sorted(set(kinds.values()))}
     if args.limit:
         by_kind = {k: [i for i in test if kinds[i] == k] for k in sorted(set(kinds.values()))}
         chosen = []
@@ -71,45 +194,75 @@ def main(argv=None) -> int:
                 if by_kind[k] and len(chosen) < args.limit:
                     chosen.append(by_kind[k].pop(0))
         test = chosen
-    result = {"n_images": len(test), "types": {k: sum(kinds[i] == k for i in test) for k in sorted(set(kinds.values()))},
-              "type_rule": data.image_type.__doc__.split(">>>")[0].strip(), **records.environment()}
+    result = {
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (sys.argv[1:] if argv is None else list(argv))),
+        "complete": False,
+        "networks": args.models or "reference (nucleitut/reference)",
+        "pipeline": networks[0].pipeline.name, "tta": True,
+        "training_diameter_px": networks[1],
+        "data": dataset.describe(),
+        "n_images": len(test),
+        "images": test,
+        "types": {k: sum(kinds[i] == k for i in test) for k in sorted(set(kinds.values()))},
+        "types_in_test_set": types_in_test_set,
+        "type_rule": image_type.__doc__.split(">>>")[0].strip(),
+        **records.environment(),
+        "modified_files_at_start": files_read,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        result["targets"] = check_targets(result)
+        result["wall_seconds"] = time.perf_counter() - started
+        out.write_text(json.dumps(result, indent=1) + "\n")
 
     def score(pairs, **options):
-        scores, seconds = [], []
+        rows = []
         for image, truth in pairs:
             start = time.perf_counter()
-            labels = segment.segment_image(image, networks=networks, **options).labels
-            seconds.append(time.perf_counter() - start)
-            scores.append(metrics.kaggle_score(truth, labels))
-        return {"mean": float(np.mean(scores)), "per_image": [float(s) for s in scores], "seconds": float(np.sum(seconds))}
+            found = segment.segment_image(image, networks=networks, **options)
+            seconds = time.perf_counter() - start
+            rows.append((metrics.kaggle_score(truth, found.labels), seconds, found.scale, found.diameter_source))
+        return {
+            "n": len(rows), "options": options,
+            "mean": float(np.mean([r[0] for r in rows])),
+            "per_image": [float(r[0]) for r in rows],
+            "scale_used": [round(float(r[2]), 4) for r in rows],
+            "n_rescaled": sum(r[2] != 1.0 for r in rows),
+            "seconds": float(np.sum([r[1] for r in rows])),
+        }
 
     native = [dataset.get(i) for i in test]
     result["native"] = score(native)
-    print(f"native: {result['native']['mean']:.3f} on {len(test)} images", flush=True)
+    print(f"native: {result['native']['mean']:.3f} on {len(test)} images "
+          f"({result['native']['n_rescaled']} rescaled), {result['native']['seconds']:.0f} s", flush=True)
+    save()
 
     if "types" not in args.skip:
+        plain = score(native, size=False, normalize="never")
+        result["native_without_handling"] = plain
         result["by_type"] = {}
         for kind in sorted(set(kinds[i] for i in test)):
             picks = [k for k, i in enumerate(test) if kinds[i] == kind]
             result["by_type"][kind] = {
                 "n": len(picks),
                 "with_handling": float(np.mean([result["native"]["per_image"][k] for k in picks])),
+                "without_handling": float(np.mean([plain["per_image"][k] for k in picks])),
             }
-        plain = score(native, size=False, normalize="never")
-        for kind, row in result["by_type"].items():
-            picks = [k for k, i in enumerate(test) if kinds[i] == kind]
-            row["without_handling"] = float(np.mean([plain["per_image"][k] for k in picks]))
-        result["native_without_handling"] = plain
-        print("by type:", json.dumps(result["by_type"]), flush=True)
+        print(f"without handling: {plain['mean']:.3f}; by type:", json.dumps(result["by_type"]), flush=True)
+        save()
 
     if "scale" not in args.skip:
         result["scale"] = {}
-        for factor in (0.5, 2.0, 3.0):
+        for factor in FACTORS:
             pairs = [rescaled(image, truth, factor) for image, truth in native]
             auto = score(pairs)
             fixed = score(pairs, size=False)
             result["scale"][str(factor)] = {"auto_size": auto, "no_size_handling": fixed}
-            print(f"scale {factor}: auto {auto['mean']:.3f}, without size handling {fixed['mean']:.3f}", flush=True)
+            print(f"scale {factor}: auto {auto['mean']:.3f} ({auto['seconds']:.0f} s), "
+                  f"without size handling {fixed['mean']:.3f} ({fixed['seconds']:.0f} s)", flush=True)
+            save()
 
     if "intensity" not in args.skip:
         rng = np.random.default_rng(0)
@@ -117,32 +270,49 @@ def main(argv=None) -> int:
         robust = score(pairs)
         minmax = score(pairs, normalize="never")
         result["intensity"] = {"percentile": robust, "min_max": minmax}
+        per_type = {}
+        for kind in sorted(set(kinds[i] for i in test)):
+            picks = [k for k, i in enumerate(test) if kinds[i] == kind]
+            per_type[kind] = {"n": len(picks), "eight_bit": float(np.mean([result["native"]["per_image"][k] for k in picks])),
+                              "percentile": float(np.mean([robust["per_image"][k] for k in picks])),
+                              "min_max": float(np.mean([minmax["per_image"][k] for k in picks]))}
+        result["intensity"]["by_type"] = per_type
         print(f"16 bit: percentile mapping {robust['mean']:.3f}, min..max {minmax['mean']:.3f}", flush=True)
+        save()
 
     if "speed" not in args.skip:
-        image = np.tile(dataset.get(test[0])[0], (4, 4, 1))[:1024, :1024]
-        image = np.pad(image, ((0, max(0, 1024 - image.shape[0])), (0, max(0, 1024 - image.shape[1])), (0, 0)), mode="reflect")
+        # A test image the native run did not rescale, so the speed is that of 1024x1024 pixels.
+        unscaled = [k for k, s in enumerate(result["native"]["scale_used"]) if s == 1.0] or [0]
+        source_id = test[max(unscaled, key=lambda k: native[k][0].size)]
+        source = dataset.get(source_id)[0]
+        image = tiled(source, 1024)
         segment.segment_image(image[:256, :256], networks=networks)  # warm-up
-        start = time.perf_counter()
-        segment.segment_image(image, networks=networks)
-        seconds = time.perf_counter() - start
-        result["speed"] = {"shape": list(image.shape[:2]), "seconds_tta_and_size": seconds,
-                           "seconds_per_megapixel": seconds / (image.shape[0] * image.shape[1] / 1e6)}
-        print(f"1024x1024 with TTA and size estimation: {seconds:.1f} s", flush=True)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        large = np.tile(dataset.get(test[0])[0], (20, 20, 1))[:8000, :8000]
-        start = time.perf_counter()
-        segment.segment_image(large, networks=networks, tta=False)
-        result["speed"]["large"] = {
-            "shape": list(large.shape[:2]), "seconds_no_tta": time.perf_counter() - start,
-            "peak_rss_mb_before": before / 1024, "peak_rss_mb_after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }
+        runs = []
+        for _ in range(2):
+            start = time.perf_counter()
+            found = segment.segment_image(image, networks=networks)
+            runs.append(time.perf_counter() - start)
+        result["speed"] = {"source_image": source_id, "source_type": kinds[source_id], "shape": list(image.shape[:2]),
+                           "tta": True, "size_estimation": True, "scale": found.scale,
+                           "seconds_tta_and_size": runs,
+                           "seconds_per_megapixel": min(runs) / (image.shape[0] * image.shape[1] / 1e6)}
+        print(f"1024x1024 with TTA and size estimation: {', '.join(f'{s:.1f}' for s in runs)} s (scale {found.scale})", flush=True)
+        save()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "large.npy"
+            np.save(path, tiled(source, 8000))
+            command = [sys.executable, __file__, "--large-child", str(path)] + (["--models", args.models] if args.models else [])
+            child = subprocess.run(command, capture_output=True, text=True)
+        if child.returncode == 0:
+            result["speed"]["large"] = json.loads(child.stdout.strip().splitlines()[-1])
+        else:
+            result["speed"]["large"] = {"error": child.stderr[-2000:]}
         print("8000x8000:", json.dumps(result["speed"]["large"]), flush=True)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"-> {out}")
+    result["complete"] = True
+    save()
+    print(f"-> {out} ({time.perf_counter() - started:.0f} s)")
+    print(json.dumps(result["targets"], indent=1))
     return 0
 
 
