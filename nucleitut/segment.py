@@ -17,11 +17,14 @@ pixels). :func:`segment_image` handles both before the networks see the image:
 2. **Size** (:func:`nucleitut.sizing.estimate_diameter`). A first pass of one network (no
    TTA) finds the foreground; the typical nucleus diameter is the median over its objects of
    the largest inscribed disc (:func:`nucleitut.sizing.typical_diameter`), which neither
-   merges of touching nuclei nor a nucleus shattered into several markers change much. The
-   image is rescaled so that this diameter matches the training images' median
+   merges of touching nuclei nor a nucleus shattered into several markers change much. An
+   image whose diameter lies within the sizes of the training images
+   (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`, their 5th to 95th percentile) is left as it
+   is; any other image is rescaled so that its diameter matches the training images' median
    (:func:`nucleitut.sizing.nucleus_size_statistics`), the estimate is repeated once at the
    new scale, the pipeline segments the rescaled image and the labels are mapped back to the
-   original size (nearest neighbour).
+   original size (nearest neighbour). A ``diameter`` given by the user is always rescaled to
+   the median.
 
 The networks are the *reference networks* shipped in ``nucleitut/reference/`` (built by
 ``python tools/make_reference.py``; loaded by :mod:`nucleitut.pretrained`) unless ``models``
@@ -128,7 +131,7 @@ def segment_image(
         source = "given scale"
         diameter = None
     elif diameter is not None:
-        scale, source = sizing.scale_for(diameter, target), "given"
+        scale, source = sizing.scale_for(diameter, target, band=None), "given"
     elif size:
         diameter, scale = sizing.estimate_diameter(rgb, segmenter, target)
         source = "estimated" if diameter is not None else "no nuclei found"
@@ -153,7 +156,8 @@ def segment(
     """Instance labels of the nuclei in an image, with the reference networks by default.
 
     Never trains. Intensities are normalised (:func:`nucleitut.images.prepare_image`) and the
-    image is rescaled so that its nuclei have the training images' size
+    image is rescaled so that its nuclei have the training images' size when they lie outside
+    the training images' sizes
     (:func:`nucleitut.sizing.estimate_diameter`); the labels come back at the image's own size.
 
     Parameters

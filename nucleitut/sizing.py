@@ -30,6 +30,7 @@ __all__ = [
     "TRAINING_DIAMETER",
     "SCALE_RANGE",
     "SCALE_TOLERANCE",
+    "TRAINING_SIZE_BAND",
     "SECOND_PASS_DISAGREEMENT",
 ]
 
@@ -46,6 +47,13 @@ SECOND_PASS_DISAGREEMENT = 1.25
 #: diameter of the 19,734 nuclei is 19.9 px: nuclei are not round). Used when a models folder
 #: carries no statistics of its own; the reference networks record theirs in ``reference.json``.
 TRAINING_DIAMETER = 16.3
+#: 5th and 95th percentiles over the same 435 training images of :func:`typical_diameter`
+#: (``nucleus_size_statistics(...)["diameter_percentiles"]``), in pixels. An image whose
+#: estimated diameter lies in this band has nuclei of a size the networks were trained on
+#: and is not rescaled (this project's choice, measured in results/benchmarks: rescaling such
+#: images to the median lowered the reference pipeline's score on the 120 test images from
+#: 0.596 to 0.546; with this band, by the benchmark's per-image scores, to 0.587).
+TRAINING_SIZE_BAND = (8.5, 42.0)
 
 
 def typical_diameter(mask: np.ndarray, min_diameter: float = 3.0) -> float | None:
@@ -93,7 +101,8 @@ def nucleus_size_statistics(dataset: "nucleitut.data.Dataset", ids: Sequence[str
     Returns
     -------
     dict
-        ``median_diameter``, ``diameter_quartiles`` (over images), ``median_equivalent_diameter``,
+        ``median_diameter``, ``diameter_quartiles`` and ``diameter_percentiles`` (5, 95; over
+        images), ``median_equivalent_diameter``,
         ``equivalent_diameter_percentiles`` (5, 25, 75, 95; over nuclei), ``n_images``,
         ``n_nuclei``, ``measure``.
     """
@@ -112,6 +121,7 @@ def nucleus_size_statistics(dataset: "nucleitut.data.Dataset", ids: Sequence[str
     return {
         "median_diameter": float(np.median(per_image)),
         "diameter_quartiles": [float(q) for q in np.percentile(per_image, [25, 75])],
+        "diameter_percentiles": {str(p): float(v) for p, v in zip((5, 95), np.percentile(per_image, [5, 95]))},
         "median_equivalent_diameter": float(np.median(equivalent)),
         "equivalent_diameter_percentiles": {str(p): float(v) for p, v in zip((5, 25, 75, 95), np.percentile(equivalent, [5, 25, 75, 95]))},
         "n_images": len(ids),
@@ -120,15 +130,22 @@ def nucleus_size_statistics(dataset: "nucleitut.data.Dataset", ids: Sequence[str
     }
 
 
-def scale_for(diameter: float | None, target: float) -> float:
+def scale_for(diameter: float | None, target: float, band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> float:
     """Rescaling factor that brings ``diameter`` to ``target``, within :data:`SCALE_RANGE`.
 
-    1.0 when the diameter is unknown or within :data:`SCALE_TOLERANCE` of the target.
+    1.0 when the diameter is unknown, lies within ``band`` (default
+    :data:`TRAINING_SIZE_BAND`: sizes the networks were trained on) or within
+    :data:`SCALE_TOLERANCE` of the target. ``band=None`` rescales every diameter outside the
+    tolerance (used for a diameter the user gives).
 
-    >>> scale_for(60.0, 20.0), scale_for(21.0, 20.0), scale_for(1.0, 20.0)
+    >>> scale_for(60.0, 20.0), scale_for(30.0, 20.0), scale_for(1.0, 20.0)
     (0.3333333333333333, 1.0, 4.0)
+    >>> scale_for(30.0, 20.0, band=None)
+    0.6666666666666666
     """
     if diameter is None or diameter <= 0:
+        return 1.0
+    if band is not None and band[0] <= diameter <= band[1]:
         return 1.0
     scale = target / diameter
     if 1 / SCALE_TOLERANCE <= scale <= SCALE_TOLERANCE:

@@ -87,11 +87,13 @@ def test_16bit_image_with_offset_gain_and_hot_pixels_maps_close_to_the_8bit_vers
     image16[hot] = 65535
     stretched16, how = images.prepare_image(image16)
     stretched8, _ = images.prepare_image(image8, normalize="always")
-    assert how == "percentiles 1-99.8"
+    assert how == "percentiles 1-99.8 to 3-88"  # grey on a dark background: fluorescence levels
     assert np.abs(stretched16.astype(int) - stretched8.astype(int))[~hot].max() <= 2
     old, _ = images.prepare_image(image16, normalize="never")  # min..max: the hot pixels darken everything
     nuclei = image8 > 200
-    assert old[nuclei].mean() < 60 and stretched16[nuclei].mean() > 200
+    bright = images.FLUORESCENCE_LEVELS[1]
+    assert old[nuclei].mean() < 0.6 * bright and stretched16[nuclei].mean() > 0.9 * bright
+    assert stretched16[~nuclei & ~hot].mean() < 0.5 * bright
 
 
 def test_bright_8bit_images_keep_todays_path_and_dim_ones_are_stretched():
@@ -101,7 +103,11 @@ def test_bright_8bit_images_keep_todays_path_and_dim_ones_are_stretched():
     assert how == "as is (8-bit)" and np.array_equal(rgb, images.to_rgb_uint8(rgba))
     dim = (image8 // 25).astype(np.uint8)  # 99.8th percentile 8 < DIM_LEVEL
     stretched, how = images.prepare_image(dim)
-    assert how.startswith("percentiles") and stretched.max() == 255
+    assert how.startswith("percentiles") and stretched.max() == images.FLUORESCENCE_LEVELS[1]
+    # A colour image is stretched to 0..255 (only grey dark-background images get the
+    # fluorescence training levels).
+    stretched_rgb, _ = images.prepare_image(np.dstack([dim, dim // 2, dim]))
+    assert stretched_rgb.max() == 255
 
 
 def test_channel_picks_one_channel_as_grey_and_names_a_missing_one():
