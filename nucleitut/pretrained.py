@@ -34,8 +34,9 @@ __all__ = [
 REFERENCE_DIR = Path(__file__).parent / "reference"
 #: The command that builds :data:`REFERENCE_DIR` (named in the error when it is missing).
 REFERENCE_COMMAND = (
-    "python tools/make_reference.py --models DIR --pipeline M6B4 --profile cpu --data ZIP "
-    "(networks from `python -m nucleitut train M6 --profile cpu` and `... train B4 --profile cpu`)"
+    "python tools/make_reference.py --models DIR --pipeline M3B1 --profile cpu --data ZIP --settings-from-record "
+    "(networks from `python -m nucleitut train M3 --profile cpu` and `... train B1 --profile cpu`, "
+    "settings from results/cpu_M3B1_tta_tuned.json)"
 )
 
 

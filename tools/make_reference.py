@@ -2,10 +2,15 @@
 
 Usage::
 
-    python -m nucleitut train M6 --profile cpu      # or any trained networks of one pipeline
-    python -m nucleitut train B4 --profile cpu
-    python tools/make_reference.py --models ~/.cache/nucleitut/models --pipeline M6B4 \\
-        --profile cpu --data ../shared/data/stage1_train.zip
+    python -m nucleitut train M3 --profile cpu      # or any trained networks of one pipeline
+    python -m nucleitut train B1 --profile cpu
+    python tools/make_reference.py --models ~/.cache/nucleitut/models --pipeline M3B1 \\
+        --profile cpu --data ../shared/data/stage1_train.zip --settings-from-record
+
+The shipped reference (2026-11-28) is M3B1 of the Table 3 campaign (cpu profile, seed 0),
+the best pipeline of the campaign so far (0.615 with TTA on the 120 test images, settings
+chosen on the validation images: results/cpu_M3B1_tta_tuned.json), built by the last command
+with ``--models`` the campaign's models folder.
 
 What it does, without training anything:
 
@@ -35,6 +40,15 @@ import numpy as np
 from nucleitut import config, data, evaluation, predict, pretrained, records, sizing
 
 
+def _portable(argument: str) -> str:
+    """An absolute path as seen from the repository root (no machine's folders in the package)."""
+    import os
+
+    if not os.path.isabs(argument):
+        return argument
+    return os.path.relpath(argument, Path(__file__).resolve().parents[1])
+
+
 def _record_summary(path: Path | None) -> dict | None:
     if path is None or not path.is_file():
         return None
@@ -56,7 +70,7 @@ def _record_summary(path: Path | None) -> dict | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", required=True, help="folder of trained networks")
-    parser.add_argument("--pipeline", default="M6B4")
+    parser.add_argument("--pipeline", default="M3B1")
     parser.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES))
     parser.add_argument("--data", required=True, help="the data set the networks were trained on (folder, zip, 'full')")
     parser.add_argument("--out", default=str(pretrained.REFERENCE_DIR))
@@ -122,7 +136,7 @@ def main(argv=None) -> int:
                  for n in pipeline.networks},
         data=dataset.describe(),
         results=_record_summary(record_path),
-        made={"command": "python tools/make_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        made={"command": "python tools/make_reference.py " + " ".join(_portable(a) for a in (sys.argv[1:] if argv is None else argv)),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "commit": environment["commit"], "versions": environment["versions"], "hardware": environment["hardware"]},
     )
