@@ -355,7 +355,8 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
             f"{name}: almost constant image (its {PERCENTILES[0]:g}th and {PERCENTILES[1]:g}th percentiles are equal): nothing to segment"
         ) from None
     how = f"percentiles {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"
-    if stretched.ndim == 2 and np.median(stretched) < 128:  # grey with a dark background: fluorescence
+    grey = stretched.ndim == 2 or bool((stretched == stretched[..., :1]).all())  # also grey stored as RGB
+    if grey and np.median(stretched) < 128:  # grey with a dark background: fluorescence
         low, high = FLUORESCENCE_LEVELS
         stretched = np.round(low + stretched.astype(np.float64) * ((high - low) / 255)).astype(np.uint8)
         how += f" to {low}-{high}"

@@ -108,6 +108,8 @@ def test_bright_8bit_images_keep_todays_path_and_dim_ones_are_stretched():
     # fluorescence training levels).
     stretched_rgb, _ = images.prepare_image(np.dstack([dim, dim // 2, dim]))
     assert stretched_rgb.max() == 255
+    stretched_grey_rgb, how = images.prepare_image(np.dstack([dim] * 3))  # grey stored as RGB
+    assert how.endswith("to 3-88") and stretched_grey_rgb.max() == images.FLUORESCENCE_LEVELS[1]
 
 
 def test_channel_picks_one_channel_as_grey_and_names_a_missing_one():
