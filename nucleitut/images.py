@@ -26,7 +26,8 @@ follows:
 Intensities for the networks (:func:`prepare_image`): bright 8-bit images follow the rules
 above; 16-bit, float and very dim 8-bit images are first stretched between their 1st and
 99.8th percentiles (:func:`percentile_stretch`), so that a few hot pixels do not darken the
-whole image.
+whole image; a grey image with a dark background (fluorescence) then goes to the grey levels of
+the fluorescence training images (:data:`FLUORESCENCE_LEVELS`).
 
 Every error is a :class:`DataError` whose message names the file and the problem.
 """
