@@ -137,7 +137,9 @@ def _network_facts(segmenter: Segmenter) -> dict:
             "blocks": cfg.get("blocks"),
             "filters": cfg.get("filters"),
             "epochs": timing.get("epochs"),
-            "training_seconds": timing.get("seconds_this_run"),
+            # all finished epochs of all runs where timing.json has them (a training resumed
+            # after a stop); older folders only know the last run's time
+            "training_seconds": timing.get("seconds_all_epochs") or timing.get("seconds_this_run"),
             "ms_per_crop": timing.get("ms_per_crop_including_validation"),
             "predict_ms_per_crop": timing.get("predict_ms_per_crop"),
             "crop_size": cfg.get("crop_size"),

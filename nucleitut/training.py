@@ -298,10 +298,13 @@ class LearningRateLog(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One short line per epoch: readable in notebooks and in logs."""
+    """Times every epoch (training and validation) into the logs as ``epoch_seconds``, so
+    ``history.csv`` keeps the time of every epoch of every run, resumed ones included; with
+    ``verbose``, one short line per epoch, readable in notebooks and in logs."""
 
-    def __init__(self):
+    def __init__(self, verbose: bool = True):
         super().__init__()
+        self.verbose = verbose
         self.times: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -310,6 +313,10 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
         self.times.append(seconds)
+        if logs is not None:
+            logs["epoch_seconds"] = round(seconds, 2)
+        if not self.verbose:
+            return
         logs = logs or {}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         print(
@@ -437,10 +444,11 @@ def train(
             flush=True,
         )
     budget = TimeBudget(cfg.time_budget_s)
-    epoch_log = EpochLog()
+    epoch_log = EpochLog(verbose)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(directory / "backup")),
         LearningRateLog(),
+        epoch_log,  # before CSVLogger, which writes the epoch_seconds it adds
         keras.callbacks.ModelCheckpoint(str(directory / "best.weights.h5"), save_best_only=True, save_weights_only=True),
         keras.callbacks.CSVLogger(str(directory / "history.csv"), append=True),
         keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience),
@@ -450,8 +458,6 @@ def train(
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0)
         )
-    if verbose:
-        callbacks.append(epoch_log)
     start = time.perf_counter()
     history = model.fit(
         train_seq, validation_data=val_seq, epochs=cfg.max_epochs, shuffle=False, callbacks=callbacks, verbose=0
@@ -475,9 +481,13 @@ def train(
         best_val_loss=float(np.min(rows["val_loss"])) if len(rows.get("val_loss", [])) else math.nan,
         history=rows,
     )
+    epoch_seconds = [float(v) for v in rows.get("epoch_seconds", [])]
     timing = {
         "epochs": epochs,
         "seconds_this_run": round(seconds, 1),
+        # Every finished epoch of every run (a resumed training's earlier runs included); an
+        # epoch cut short by a stop is lost, as its weights are.
+        "seconds_all_epochs": round(sum(epoch_seconds), 1) if len(epoch_seconds) == epochs else None,
         "ms_per_crop_including_validation": round(ms_per_crop, 2),
         "stopped_by_time_budget": budget.stopped,
         "training_crops": len(train_crops),

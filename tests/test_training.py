@@ -1,6 +1,7 @@
 """Tests of nucleitut.training and nucleitut.config: pipeline, training, resume, backends."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -206,6 +207,12 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     assert epochs == list(range(6)), f"resumed run must continue the epoch count, got {epochs}"
     assert "EPOCHS 6" in rerun.stdout
     assert f"epoch   {done_before + 1}" in rerun.stdout and "epoch   1 " not in rerun.stdout
+    # The training time counts the killed run's epochs too, not only the resumed run's.
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    per_epoch = [float(r["epoch_seconds"]) for r in csv.DictReader(open(history))]
+    assert len(per_epoch) == 6 and all(s > 0 for s in per_epoch)
+    assert timing["seconds_all_epochs"] == pytest.approx(sum(per_epoch), abs=0.1)
+    assert timing["seconds_all_epochs"] > sum(per_epoch[done_before:]) + 0.05
 
 
 @pytest.mark.slow
