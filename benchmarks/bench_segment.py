@@ -59,6 +59,17 @@ def rescaled(image, labels, factor):
             resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32))
 
 
+def stratified(ids, kinds, limit):
+    """At most ``limit`` of ``ids``, the first of every image type in turn (``kinds``: id -> type)."""
+    by_kind = {k: [i for i in ids if kinds[i] == k] for k in sorted(set(kinds.values()))}
+    chosen = []
+    while len(chosen) < min(limit, len(ids)):
+        for k in by_kind:
+            if by_kind[k] and len(chosen) < limit:
+                chosen.append(by_kind[k].pop(0))
+    return chosen
+
+
 def library():
     """The functions this benchmark uses, in the package layout before or after the split of
     ``data``/``segment`` into ``images``, ``sizing`` and ``pretrained``."""
@@ -170,7 +181,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results/benchmarks/segment_cpu.json")
     parser.add_argument("--models", help="default: the shipped reference networks")
     parser.add_argument("--limit", type=int, help="score at most this many test images (stratified by type)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["scale", "intensity", "types", "speed"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["native", "scale", "intensity", "types", "speed"],
+                        help="sections to leave out (without native, the sections that compare with it are left out too)")
+    parser.add_argument("--speed-source", help="test image id tiled for the speed section (default: the largest "
+                                               "test image the native run did not rescale)")
     parser.add_argument("--large-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.large_child:
@@ -187,13 +201,7 @@ def main(argv=None) -> int:
     kinds = {i: image_type(dataset.get(i)[0]) for i in test}
     types_in_test_set = {k: sum(v == k for v in kinds.values()) for k in sorted(set(kinds.values()))}
     if args.limit:
-        by_kind = {k: [i for i in test if kinds[i] == k] for k in sorted(set(kinds.values()))}
-        chosen = []
-        while len(chosen) < min(args.limit, len(test)):
-            for k in by_kind:
-                if by_kind[k] and len(chosen) < args.limit:
-                    chosen.append(by_kind[k].pop(0))
-        test = chosen
+        test = stratified(test, kinds, args.limit)
     result = {
         "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (sys.argv[1:] if argv is None else list(argv))),
         "complete": False,
@@ -234,10 +242,13 @@ def main(argv=None) -> int:
         }
 
     native = [dataset.get(i) for i in test]
-    result["native"] = score(native)
-    print(f"native: {result['native']['mean']:.3f} on {len(test)} images "
-          f"({result['native']['n_rescaled']} rescaled), {result['native']['seconds']:.0f} s", flush=True)
-    save()
+    if "native" in args.skip:
+        args.skip += ["types", "scale", "intensity"]
+    else:
+        result["native"] = score(native)
+        print(f"native: {result['native']['mean']:.3f} on {len(test)} images "
+              f"({result['native']['n_rescaled']} rescaled), {result['native']['seconds']:.0f} s", flush=True)
+        save()
 
     if "types" not in args.skip:
         plain = score(native, size=False, normalize="never")
@@ -282,8 +293,11 @@ def main(argv=None) -> int:
 
     if "speed" not in args.skip:
         # A test image the native run did not rescale, so the speed is that of 1024x1024 pixels.
-        unscaled = [k for k, s in enumerate(result["native"]["scale_used"]) if s == 1.0] or [0]
-        source_id = test[max(unscaled, key=lambda k: native[k][0].size)]
+        if args.speed_source:
+            source_id = args.speed_source
+        else:
+            unscaled = [k for k, s in enumerate(result["native"]["scale_used"]) if s == 1.0] or [0]
+            source_id = test[max(unscaled, key=lambda k: native[k][0].size)]
         source = dataset.get(source_id)[0]
         image = tiled(source, 1024)
         segment.segment_image(image[:256, :256], networks=networks)  # warm-up
