@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ def predict_tiled(
     overlap: int = 32,
     multiple: int = 16,
     batch_size: int = 8,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Apply a network to an image of any size: pad, tile with overlap, predict, stitch.
 
@@ -133,12 +134,16 @@ def predict_tiled(
     multiple : int
         Network input sizes must be divisible by this (``2 ** blocks``). Images smaller than
         a tile or not divisible are padded by reflection, and the padding is cut off again.
+    prepare : callable, optional
+        Applied to every batch of tiles before ``predict_batch`` (e.g. :func:`normalize`), so
+        a large ``uint8`` image is never held as float32 in full. Without it the image is
+        converted to float32 first.
 
     Returns
     -------
     ndarray float32, shape (H, W, C_out)
     """
-    image = np.asarray(image, np.float32)
+    image = np.asarray(image) if prepare is not None else np.asarray(image, np.float32)
     if image.ndim == 2:
         image = image[..., None]
     height, width = image.shape[:2]
@@ -162,6 +167,8 @@ def predict_tiled(
     for first in range(0, len(windows), batch_size):
         chunk = windows[first : first + batch_size]
         batch = np.stack([padded[r[0] : r[0] + tile_h, c[0] : c[0] + tile_w] for r, c in chunk])
+        if prepare is not None:
+            batch = prepare(batch)
         result = np.asarray(predict_batch(batch), np.float32)
         if output is None:
             output = np.zeros(padded.shape[:2] + (result.shape[-1],), np.float32)
@@ -183,6 +190,7 @@ def predict_image(
     multiple: int = 16,
     batch_size: int = 8,
     pad_batches: bool | None = None,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Predict an image of any size with overlapping tiles (:func:`predict_tiled`).
 
@@ -192,8 +200,8 @@ def predict_image(
         A Keras model (anything with ``predict_on_batch`` is treated as one), or a
         function mapping a float32 batch (n, t, t, C_in) to (n, t, t, C_out).
     image : ndarray, shape (H, W, C_in) or (H, W)
-        Normalised image.
-    tile_size, overlap, multiple, batch_size : int
+        Normalised image (or a ``uint8`` one, with ``prepare``).
+    tile_size, overlap, multiple, batch_size, prepare
         Passed to :func:`predict_tiled`.
     pad_batches : bool, optional
         Pad short batches of a Keras model to ``batch_size`` (default: on the JAX backend,
@@ -245,6 +253,7 @@ def predict_image(
         overlap=overlap,
         multiple=multiple,
         batch_size=batch_size,
+        prepare=prepare,
     )
     return np.asarray(prediction, dtype=np.float32)
 
@@ -330,7 +339,7 @@ def invert_transform(array, name: str) -> np.ndarray:
 
 
 def combine_predictions(
-    predictions: Sequence[np.ndarray], border_channel: int | None = BORDER
+    predictions: Iterable[np.ndarray], border_channel: int | None = BORDER
 ) -> np.ndarray:
     """Fuse aligned predictions of one image: mean of all channels, max of the border channel.
 
@@ -349,7 +358,8 @@ def combine_predictions(
 
     Parameters
     ----------
-    predictions : sequence of ndarray, each (H, W) or (H, W, C), all the same shape
+    predictions : iterable of ndarray, each (H, W) or (H, W, C), all the same shape
+        A list, or a generator that makes one prediction at a time.
     border_channel : int or None, default 2
         Channel combined by maximum for three-channel outputs.
 
@@ -364,43 +374,57 @@ def combine_predictions(
     >>> combine_predictions([a, b])
     array([[[0.25, 0.5 , 0.5 ]]], dtype=float32)
     """
-    if len(predictions) == 0:
+    # One prediction at a time (``predictions`` may be a generator), so fusing the views of a
+    # large image holds two running arrays instead of every view at once. Summing float32
+    # values in float64 is exact for any realistic number of predictions, so identical
+    # predictions fuse to exactly themselves (a float32 running sum would round).
+    total = maximum = None
+    count = 0
+    for prediction in predictions:
+        prediction = np.asarray(prediction, dtype=np.float32)
+        if total is None:
+            total = prediction.astype(np.float64)
+            three_class = border_channel is not None and prediction.ndim == 3 and prediction.shape[-1] == 3
+            if three_class and not -3 <= border_channel < 3:
+                raise ValueError(f"border_channel must index one of 3 channels, got {border_channel}")
+            maximum = prediction[..., border_channel].copy() if three_class else None
+        elif prediction.shape != total.shape:
+            raise ValueError(f"predictions must share a shape, got {total.shape} and {prediction.shape}")
+        else:
+            total += prediction
+            if maximum is not None:
+                np.maximum(maximum, prediction[..., border_channel], out=maximum)
+        count += 1
+    if count == 0:
         raise ValueError("combine_predictions needs at least one prediction")
-    shapes = {np.shape(p) for p in predictions}
-    if len(shapes) != 1:
-        raise ValueError(f"predictions must share a shape, got {sorted(shapes)}")
-    stack = np.stack([np.asarray(p, dtype=np.float32) for p in predictions])
-    # Summing float32 values in float64 is exact for any realistic number of predictions, so
-    # identical predictions fuse to exactly themselves (a float32 running sum would round).
-    combined = stack.mean(axis=0, dtype=np.float64).astype(np.float32)
-    if border_channel is not None and combined.ndim == 3 and combined.shape[-1] == 3:
-        if not -3 <= border_channel < 3:
-            raise ValueError(f"border_channel must index one of 3 channels, got {border_channel}")
-        combined[..., border_channel] = stack[..., border_channel].max(axis=0)
+    combined = (total / count).astype(np.float32)
+    if maximum is not None:
+        combined[..., border_channel] = maximum
     return combined
 
 
 def _check_image(image) -> np.ndarray:
+    """An (H, W, C) image as float32; a ``uint8`` image stays ``uint8`` (a quarter of the
+    memory; whoever predicts it normalises, see :func:`predict_probabilities`)."""
     image = _check_real(image, "image")
     if image.ndim != 3:
         raise ValueError(f"image must have shape (H, W, C), got {image.shape}")
-    return image.astype(np.float32, copy=False)
+    return image if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
 
 
-def _aligned_predictions(predict_fn, image: np.ndarray, transforms: Iterable[str]) -> list[np.ndarray]:
-    predictions = []
-    for name in transforms:
-        prediction = np.asarray(predict_fn(apply_transform(image, name)))
-        prediction = invert_transform(prediction, name)
+def _aligned_predictions(predict_fn, image: np.ndarray, transforms: Iterable[str]) -> Iterator[np.ndarray]:
+    """Each transform's prediction, undone to the image's orientation, one at a time."""
+    names = list(transforms)
+    if not names:
+        raise ValueError("transforms must name at least one transform")
+    for name in names:
+        prediction = invert_transform(np.asarray(predict_fn(apply_transform(image, name))), name)
         if prediction.shape[:2] != image.shape[:2]:
             raise ValueError(
                 f"predict_fn must keep the spatial size: image {image.shape[:2]} gave a prediction "
                 f"of shape {prediction.shape} after undoing {name!r}"
             )
-        predictions.append(prediction)
-    if not predictions:
-        raise ValueError("transforms must name at least one transform")
-    return predictions
+        yield prediction
 
 
 def tta_predict(
@@ -484,7 +508,7 @@ def ensemble_predict(
     if len(predict_fns) == 0:
         raise ValueError("ensemble_predict needs at least one predict function")
     names = ("identity",) if transforms is None else tuple(transforms)
-    predictions = [p for fn in predict_fns for p in _aligned_predictions(fn, image, names)]
+    predictions = (p for fn in predict_fns for p in _aligned_predictions(fn, image, names))
     return combine_predictions(predictions, border_channel)
 
 
@@ -542,15 +566,20 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
     ndarray of float32, shape (H, W, C)
     """
     blocks = blocks if blocks is not None else network_config(model).blocks
-    normalised = normalize(image)
+    image = np.asarray(image)
+    # A uint8 image is normalised tile batch by tile batch, so a large image is never held as
+    # float32 in full; other dtypes (0..255 values) are normalised first, with the same result.
+    prepare = normalize if image.dtype == np.uint8 else None
+    if prepare is None:
+        image = normalize(image)
 
     def predict(x):
-        return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks)
+        return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks, prepare=prepare)
 
     if not tta:
-        return predict(normalised)
+        return predict(image)
     channels = model.output_shape[-1]
-    return tta_predict(predict, normalised, border_channel=BORDER if channels == 3 else None)
+    return tta_predict(predict, image, border_channel=BORDER if channels == 3 else None)
 
 
 def available_devices() -> list[str]:

@@ -235,3 +235,30 @@ def test_a_model_without_its_configuration_needs_the_depth(tiny_network):
 def test_loading_a_missing_network_names_the_command_that_trains_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m nucleitut train B4"):
         predict.load_network(tmp_path / "B4")
+
+
+def test_combine_predictions_fuses_a_generator_exactly_like_the_stacked_views():
+    rng = np.random.default_rng(3)
+    views = [rng.random((5, 7, 3), dtype=np.float32) for _ in range(4)]
+    stack = np.stack(views)
+    expected = stack.mean(axis=0, dtype=np.float64).astype(np.float32)
+    expected[..., 2] = stack[..., 2].max(axis=0)
+    assert np.array_equal(combine_predictions(iter(views)), expected)
+    assert np.array_equal(combine_predictions(views), expected)
+    assert np.array_equal(combine_predictions(v for v in views[:1]), views[0])
+    with pytest.raises(ValueError, match="at least one prediction"):
+        combine_predictions(iter([]))
+
+
+def test_a_uint8_image_normalised_tile_by_tile_predicts_exactly_as_normalised_whole(tiny_network):
+    directory, cfg = tiny_network
+    model = predict.load_network(directory)
+    image = np.random.default_rng(1).integers(0, 255, (300, 280, 3), dtype=np.uint8)  # several tiles
+    multiple = unet.required_multiple(cfg.blocks)
+    whole = predict.tta_predict(lambda x: predict.predict_image(model, x, overlap=32, multiple=multiple),
+                                predict.normalize(image))
+    assert np.array_equal(predict.predict_probabilities(model, image, tta=True), whole)
+    plain = predict.predict_image(model, predict.normalize(image), overlap=32, multiple=multiple)
+    assert np.array_equal(predict.predict_probabilities(model, image), plain)
+    # 0..255 values in another dtype take the whole-image path, with the same result.
+    assert np.array_equal(predict.predict_probabilities(model, image.astype(np.float32)), plain)
