@@ -158,8 +158,11 @@ def scale_for(diameter: float | None, target: float, band: tuple[float, float] |
     return float(np.clip(scale, *SCALE_RANGE))
 
 
-def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """Rescale an RGB ``uint8`` image (cubic when enlarging; linear, anti-aliased, when shrinking)."""
+def rescale_image(image: np.ndarray, scale: float, order: int | None = None) -> np.ndarray:
+    """Rescale an RGB ``uint8`` image (cubic when enlarging; linear, anti-aliased, when shrinking).
+
+    ``order`` overrides the interpolation (the size estimate's probes use linear: cheaper, and
+    they only measure sizes)."""
     from skimage.transform import resize
 
     if scale == 1.0:
@@ -168,7 +171,7 @@ def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
     # Enlarging: cubic interpolation keeps edges sharper than linear (halved test images
     # enlarged back: 0.471 against 0.456, results/benchmarks/README.md); shrinking: linear
     # with anti-aliasing.
-    order = 3 if scale > 1 else 1
+    order = order if order is not None else (3 if scale > 1 else 1)
     out = resize(image, shape + image.shape[2:], order=order, anti_aliasing=scale < 1, preserve_range=True)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
@@ -227,7 +230,7 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     diameter = typical_diameter(_foreground(segmenter, image))
     scale = scale_for(diameter, target, band=None)
     if scale != 1.0:  # the second pass looks again at the size the first pass suggests
-        second = typical_diameter(_foreground(segmenter, rescale_image(image, scale)))
+        second = typical_diameter(_foreground(segmenter, rescale_image(image, scale, order=1)))
         if second is not None and not 1 / SECOND_PASS_DISAGREEMENT <= (second / scale) / diameter <= SECOND_PASS_DISAGREEMENT:
             diameter = second / scale
     return diameter, scale_for(diameter, target, band)
