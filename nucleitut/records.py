@@ -282,7 +282,10 @@ def figure9(records: Sequence[dict], ax=None, title: str | None = None, referenc
 # --------------------------------------------------------------------------------------
 
 #: The verdicts :func:`findings` can give.
-VERDICTS = ("reproduced", "not reproduced", "within the seed spread", "not measured yet")
+VERDICTS = ("reproduced", "not reproduced", "within the seed spread", "seed spread not measured yet", "not measured yet")
+#: The verdict of a comparison of pipelines trained once each while no pipeline has been trained
+#: with several seeds: the difference is known, the spread it must be weighed against is not.
+UNJUDGED = "seed spread not measured yet"
 
 
 def _stats(records, pipeline, tta):
@@ -312,8 +315,13 @@ def compare(records: Sequence[dict], better: str, worse: str, tta: bool) -> dict
     if a is None or b is None:
         missing = [n for n, s in ((better, a), (worse, b)) if s is None]
         return {"ours": f"no record for {', '.join(missing)}", "verdict": "not measured yet", "difference": None}
-    spread = max(a["max"] - a["min"], b["max"] - b["min"]) if min(a["n"], b["n"]) > 1 else _typical_spread(records, tta)
     difference = a["mean"] - b["mean"]
+    if min(a["n"], b["n"]) > 1:
+        spread = max(a["max"] - a["min"], b["max"] - b["min"])
+    elif any(row["n_seeds"] > 1 for row in summary(select(records, tta=tta))):
+        spread = _typical_spread(records, tta)
+    else:  # nothing trained twice yet: no spread to weigh the difference against
+        return {"ours": f"{_describe(better, a)} vs {_describe(worse, b)}", "verdict": UNJUDGED, "difference": difference}
     if abs(difference) <= spread:
         verdict = "within the seed spread"
     else:
@@ -329,6 +337,8 @@ def _combine(parts: Sequence[dict]) -> str:
         return "reproduced"
     if "not reproduced" in verdicts:
         return "not reproduced"
+    if UNJUDGED in verdicts:
+        return UNJUDGED
     return "within the seed spread"
 
 
@@ -346,7 +356,9 @@ def findings(records: Sequence[dict]) -> list[dict]:
     One row per claim: ``claim`` (short), ``paper`` (the paper's words), ``ours`` (the numbers
     behind the verdict) and ``verdict`` (one of :data:`VERDICTS`). Scores are means over the
     seeds of each pipeline on the same test images; a difference smaller than the seed
-    spread (see :func:`compare`) is "within the seed spread". Records tuned on validation
+    spread (see :func:`compare`) is "within the seed spread", and one between pipelines
+    trained once while no pipeline has several seeds is "seed spread not measured yet" (the
+    numbers show its direction). Records tuned on validation
     images are not used. Nothing here is typed by hand: every verdict is computed.
     """
     records = [r for r in records if not is_tuned(r)]
@@ -375,7 +387,7 @@ def findings(records: Sequence[dict]) -> list[dict]:
                       "verdict": "not measured yet"}]
     elif gains:
         improved = [p for p, g in gains if g > 0]
-        spread = _typical_spread(records, False)
+        spread = _typical_spread(records, False)  # 0 while nothing is trained twice: any loss counts
         worse = [p for p, g in gains if g < -spread]
         verdict = "reproduced" if len(improved) == len(gains) else ("not reproduced" if worse else "within the seed spread")
         ours = f"TTA raised the mean score of {len(improved)} of {len(gains)} pipelines (median gain {np.median([g for _, g in gains]):+.3f})"

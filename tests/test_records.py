@@ -64,6 +64,16 @@ def test_findings_say_not_reproduced_and_within_spread_when_the_numbers_say_so()
     assert partial["M6B4 scores highest"]["verdict"] == "not measured yet", "M6B4 can only be best once every row is scored"
 
 
+def test_pipelines_trained_once_are_not_judged_before_any_seed_spread_is_measured():
+    once = [r for r in campaign() if r["seed"] == 0]  # every pipeline trained once
+    table = {row["claim"]: row for row in records.findings(once)}
+    assert table["M3B1 beats M2 and M1"]["verdict"] == "seed spread not measured yet"
+    assert "M3B1 0.600 (1 seed) vs M2 0.500 (1 seed)" in table["M3B1 beats M2 and M1"]["ours"]
+    # Once one pipeline has repeated trainings, its range is the yardstick for the others.
+    table = {row["claim"]: row for row in records.findings(once + [r for r in campaign() if r["pipeline"] == "M1"])}
+    assert table["M3B1 beats M2 and M1"]["verdict"] == "reproduced"
+
+
 def test_tuned_records_are_not_used_for_findings_but_get_their_own_bars():
     rows = campaign() + [record("M3B1", 0.99, False, 0, tuned=True)]
     assert records.findings(rows) == records.findings(campaign())
