@@ -172,8 +172,13 @@ def rescale_image(image: np.ndarray, scale: float, order: int | None = None) -> 
     # enlarged back: 0.471 against 0.456, results/benchmarks/README.md); shrinking: linear
     # with anti-aliasing.
     order = order if order is not None else (3 if scale > 1 else 1)
-    out = resize(image, shape + image.shape[2:], order=order, anti_aliasing=scale < 1, preserve_range=True)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    # Channel by channel: resize works in float64, and a whole 8000x8000 RGB image would need
+    # several GB of it; the result is the same to the last bit (checked on random images).
+    out = np.empty(shape + image.shape[2:], np.uint8)
+    for channel in np.ndindex(*image.shape[2:]):
+        plane = resize(image[(..., *channel)], shape, order=order, anti_aliasing=scale < 1, preserve_range=True)
+        out[(..., *channel)] = np.clip(np.round(plane), 0, 255)
+    return out
 
 
 def rescale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

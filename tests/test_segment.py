@@ -173,6 +173,17 @@ def test_rescaled_labels_come_back_unchanged():
     assert sizing.rescale_image(image, 0.5).shape == (30, 40, 3)
 
 
+@pytest.mark.parametrize("scale", [0.37, 0.5, 1.16, 2.7])
+def test_rescale_image_channel_by_channel_equals_resizing_the_whole_image(scale):
+    from skimage.transform import resize
+
+    image = np.random.default_rng(int(scale * 100)).integers(0, 256, (53, 71, 3), dtype=np.uint8)
+    shape = (round(53 * scale), round(71 * scale), 3)
+    order = 3 if scale > 1 else 1  # cubic when enlarging, linear and anti-aliased when shrinking
+    whole = resize(image, shape, order=order, anti_aliasing=scale < 1, preserve_range=True)
+    assert np.array_equal(sizing.rescale_image(image, scale), np.clip(np.round(whole), 0, 255).astype(np.uint8))
+
+
 # --------------------------------------------------------------------------------------
 # Outputs
 # --------------------------------------------------------------------------------------
