@@ -19,51 +19,66 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_segment import library, rescaled, stratified  # noqa: E402
 
 from nucleitut import data, metrics, segment, sizing  # noqa: E402
-image_type, load_networks = library()
-networks = load_networks()
-ds = data.load_dataset(profile="full"); test = ds.split().test
-kinds = {i: image_type(ds.get(i)[0]) for i in test}
-subset = stratified(test, kinds, 40)
-original = sizing.estimate_diameter
-D = sizing.SECOND_PASS_DISAGREEMENT
+
+SHIPPED = sizing.estimate_diameter
+DISAGREEMENT = sizing.SECOND_PASS_DISAGREEMENT
+
+
+def measured(segmenter, image, scale=1.0):
+    """Typical diameter of the first-pass foreground of ``image`` rescaled by ``scale``."""
+    return sizing.typical_diameter(sizing._foreground(segmenter, sizing.rescale_image(image, scale)))
+
 
 def iterative(image, segmenter, target, band=sizing.TRAINING_SIZE_BAND, passes=3):
-    diameter = sizing.typical_diameter(sizing._foreground(segmenter, image))
+    diameter = measured(segmenter, image)
     for _ in range(passes - 1):
         scale = sizing.scale_for(diameter, target, band=None)
         if scale == 1.0:
             break
-        second = sizing.typical_diameter(sizing._foreground(segmenter, sizing.rescale_image(image, scale)))
-        if second is None or 1 / D <= (second / scale) / diameter <= D:
+        second = measured(segmenter, image, scale)
+        if second is None or 1 / DISAGREEMENT <= (second / scale) / diameter <= DISAGREEMENT:
             break
         diameter = second / scale
     return diameter, sizing.scale_for(diameter, target, band)
 
-def closest(image, segmenter, target, band=sizing.TRAINING_SIZE_BAND):
-    d1 = sizing.typical_diameter(sizing._foreground(segmenter, image))
-    if d1 is None:
-        return None, 1.0
-    found = {1.0: d1}
-    probes = (0.5, 0.25) if d1 > target else (2.0,)
-    for s in probes:
-        if min(image.shape[:2]) * s < 16 or image.shape[0] * image.shape[1] * s * s > 16e6:
-            continue
-        d = sizing.typical_diameter(sizing._foreground(segmenter, sizing.rescale_image(image, s)))
-        if d:
-            found[s] = d
-    s = min(found, key=lambda s: abs(np.log(found[s] / target)))
-    diameter = found[s] / s
-    return diameter, sizing.scale_for(diameter, target, band)
 
-factors = [float(f) for f in sys.argv[2:]] or [3.0, 2.0, 1.0, 0.5]
-for name, fn in (("current", original), ("iterative", iterative), ("closest", closest)):
-    if name not in sys.argv[1].split(","): continue
-    sizing.estimate_diameter = fn
-    for f in factors:
-        t0 = time.time(); sc = []; n = 0
-        for i in subset:
-            im, lab = ds.get(i)
-            if f != 1.0: im, lab = rescaled(im, lab, f)
-            r = segment.segment_image(im, networks=networks)
-            sc.append(metrics.kaggle_score(lab, r.labels)); n += r.scale != 1.0
-        print(name, f, round(float(np.mean(sc)), 4), "rescaled", n, round(time.time() - t0), "s", flush=True)
+def closest(image, segmenter, target, band=sizing.TRAINING_SIZE_BAND):
+    first = measured(segmenter, image)
+    if first is None:
+        return None, 1.0
+    found = {1.0: first}
+    for scale in (0.5, 0.25) if first > target else (2.0,):
+        if min(image.shape[:2]) * scale < 16 or image.shape[0] * image.shape[1] * scale * scale > 16e6:
+            continue
+        diameter = measured(segmenter, image, scale)
+        if diameter:
+            found[scale] = diameter
+    scale = min(found, key=lambda s: abs(np.log(found[s] / target)))
+    return found[scale] / scale, sizing.scale_for(found[scale] / scale, target, band)
+
+
+def main(names, factors):
+    image_type, load_networks = library()
+    networks = load_networks()
+    dataset = data.load_dataset(profile="full")
+    test = dataset.split().test
+    subset = stratified(test, {i: image_type(dataset.get(i)[0]) for i in test}, 40)
+    for name, estimator in (("current", SHIPPED), ("iterative", iterative), ("closest", closest)):
+        if name not in names:
+            continue
+        sizing.estimate_diameter = estimator
+        for factor in factors:
+            start, scores, rescaled_count = time.time(), [], 0
+            for image_id in subset:
+                image, truth = dataset.get(image_id)
+                if factor != 1.0:
+                    image, truth = rescaled(image, truth, factor)
+                result = segment.segment_image(image, networks=networks)
+                scores.append(metrics.kaggle_score(truth, result.labels))
+                rescaled_count += result.scale != 1.0
+            print(f"{name} x{factor}: {np.mean(scores):.4f} on {len(scores)} images, {rescaled_count} rescaled, "
+                  f"{time.time() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1].split(","), [float(f) for f in sys.argv[2:]] or [3.0, 2.0, 1.0, 0.5])
