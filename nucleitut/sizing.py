@@ -56,9 +56,10 @@ TRAINING_DIAMETER = 16.3
 #: 0.546 on the 120 test images (0.596 without size handling), the quartiles (11.7-24.1 px)
 #: 0.560, this band 0.581; the halved test images gain from it too (small images between 8.5
 #: and 11.7 px do better unrescaled). Measured with the M3B1 reference: this band 0.593, the
-#: quartiles 0.577, no size handling 0.615. The upper end stays at the quartile: test images enlarged x2 and x3 lose
-#: 0.02-0.03 with the 95th percentile (42 px) as the upper end, and nuclei enlarged three
-#: times were left unrescaled whenever the first pass underestimated their size.
+#: quartiles 0.577, no size handling 0.615. The upper end stays at the quartile: test images
+#: enlarged x2 and x3 lose 0.02-0.03 with the 95th percentile (42 px) as the upper end, and
+#: nuclei enlarged three times were left unrescaled whenever the first pass underestimated
+#: their size.
 TRAINING_SIZE_BAND = (8.5, 24.1)
 
 
