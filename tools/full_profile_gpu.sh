@@ -2,7 +2,8 @@
 # Full-profile run on a GPU machine with JAX and no TensorFlow or internet (the project's
 # lent machines): installs the carried wheels (keras, namex, optree in .carry/wheels), points
 # nucleitut at the carried data pack (.carry/stage1_train_pack.zip, made by
-# tools/make_pack.py) and runs tools/full_profile_gpu.py. Everything it writes is packed into
+# tools/make_pack.py; or .carry/pack_without_sample.zip, completed here with the package's
+# sample by make_pack.py --add-sample) and runs tools/full_profile_gpu.py. Everything it writes is packed into
 # OUT/full_profile_run.tar.gz (records/, benchmark.json, histories, log.txt).
 #
 #   bash tools/full_profile_gpu.sh OUT [MINUTES] [extra options of full_profile_gpu.py]
@@ -19,6 +20,10 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1
 export NUCLEITUT_PROFILE=full NUCLEITUT_CACHE=${NUCLEITUT_CACHE:-/tmp/nucleitut-cache}
 export NUCLEITUT_MODELS=${NUCLEITUT_MODELS:-/tmp/nucleitut-models}
+if [ -z "${NUCLEITUT_DATA:-}" ] && [ ! -e .carry/stage1_train_pack.zip ] && [ -e .carry/pack_without_sample.zip ]; then
+  python3 tools/make_pack.py --add-sample .carry/pack_without_sample.zip /tmp/stage1_train_pack.zip
+  export NUCLEITUT_DATA=/tmp/stage1_train_pack.zip
+fi
 export NUCLEITUT_DATA=${NUCLEITUT_DATA:-$PWD/.carry/stage1_train_pack.zip}
 work=$(mktemp -d)
 set +e
