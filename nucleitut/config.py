@@ -14,7 +14,7 @@ the paper's structure and names:
   *marker* network of the two-network approach, paired as M3B1 ... M7B5.
 * Learning rate (Table 3, column *lr*): 1e-4 for every row except the starred B4, B5, M6
   and M7, which start at 2e-4 and quarter it after a 5-epoch validation-loss plateau
-  (Table 3, footnote \*). Rows without a star have no plateau rule.
+  (Table 3, footnote "*"). Rows without a star have no plateau rule.
 * B1-B4 and M1-M6 are 4-block U-Nets with F=64 in the first level; B5 and M7 have 5 blocks
   with F=32.
 * Erosion/dilation (Table 3's last column): M3-M7 are trained on eroded objects and dilated
