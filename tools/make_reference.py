@@ -131,8 +131,10 @@ def main(argv=None) -> int:
         sizes,
         profile=args.profile,
         postprocess_chosen_on=chosen_on,
-        trained={n: {"epochs": timings[n].get("epochs"), "seconds": timings[n].get("seconds_this_run"),
-                     "devices": timings[n].get("devices"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation")}
+        trained={n: {"epochs": timings[n].get("epochs"), "max_epochs": configs[n].max_epochs,
+                     "stopped_by_time_budget": timings[n].get("stopped_by_time_budget"),
+                     "seconds": timings[n].get("seconds_this_run"), "devices": timings[n].get("devices"),
+                     "backend": timings[n].get("backend"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation")}
                  for n in pipeline.networks},
         data=dataset.describe(),
         results=_record_summary(record_path),
