@@ -7,10 +7,15 @@ Usage::
     python tools/make_reference.py --models ~/.cache/nucleitut/models --pipeline M3B1 \\
         --profile cpu --data ../shared/data/stage1_train.zip --settings-from-record
 
-The shipped reference (2026-11-28) is M3B1 of the Table 3 campaign (cpu profile, seed 0),
-the best pipeline of the campaign so far (0.615 with TTA on the 120 test images, settings
-chosen on the validation images: results/cpu_M3B1_tta_tuned.json), built by the last command
-with ``--models`` the campaign's models folder.
+The shipped reference (2026-11-28, second build) is M3B1 at the cpu profile's size, trained
+for 31 epochs on a lent GPU (``NUCLEITUT_COMMIT=b2c1478 bash tools/reference_gpu.sh OUT 35 170
+M3 B1``; the networks came back as ``OUT/<NET>_model.keras``, put into ``<models>/cpu/<NET>/``
+with the config, history and timing of ``OUT/reference_run.tar.gz``), scored with
+``python -m nucleitut evaluate M3B1 --profile cpu --models <models> --tta both --tune
+--results results/reference_2026-11-28`` (0.637 with TTA on the 120 test images, settings
+chosen on the validation images) and built with the last command above plus ``--record
+results/reference_2026-11-28/cpu_M3B1_tta_tuned.json``. The first build was M3B1 of the
+Table 3 campaign (8 epochs on two CPU cores, 0.615).
 
 What it does, without training anything:
 
