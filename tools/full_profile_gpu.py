@@ -86,10 +86,12 @@ def train_networks(networks, dataset, split, deadline: float, overhead: float, s
 def train_in_parallel(groups: list[list[str]], args, deadline: float, out: Path) -> None:
     """Train each group of networks in its own process, all at once on the one GPU.
 
-    At batch 8 one training leaves most of a large GPU idle, so several trainings side by side
-    get more epochs into the same minutes (this project's choice; each network's record keeps
-    its own epochs and seconds, which are slower than a training alone on the GPU). Each
-    process may use an equal share of the GPU's memory (``XLA_PYTHON_CLIENT_MEM_FRACTION``).
+    This project's choice, to get more epochs into a few minutes of a lent GPU at batch 8. On
+    an H200 (2026-11-28, results/README.md) three trainings at once ran their later epochs in
+    8-9 s each against ~6 s for one alone, but their first epochs (three compilations at once)
+    took 83-95 s. Each network's record keeps its own epochs and seconds, slower than a
+    training alone. Each process may use an equal share of the GPU's memory
+    (``XLA_PYTHON_CLIENT_MEM_FRACTION``).
     """
     children = []
     for k, group in enumerate(groups):
