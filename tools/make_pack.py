@@ -50,14 +50,14 @@ def _raw(source) -> data.Dataset:
 
 def add_sample(pack_path, target) -> None:
     """Copy ``pack_path`` to ``target`` with the sample's images added."""
-    with zipfile.ZipFile(pack_path) as pack, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
-        for info in pack.infolist():
-            out.writestr(info, pack.read(info))
-        present = {name.split("/")[0] for name in pack.namelist()}
-        sample = _raw(SAMPLE)
-        if present & set(sample.ids):
+    sample = _raw(SAMPLE)
+    with zipfile.ZipFile(pack_path) as pack:
+        if {name.split("/")[0] for name in pack.namelist()} & set(sample.ids):
             raise SystemExit(f"{pack_path}: already holds images of the sample")
-        _write(out, sample)
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+            for info in pack.infolist():
+                out.writestr(info, pack.read(info))
+            _write(out, sample)
 
 
 def _check_identical(source, target) -> None:
