@@ -15,6 +15,10 @@ Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/choose_size_band.py \\
         --out results/benchmarks/size_band_validation.json [--limit 40]
+
+An existing ``--out`` file for the same images is resumed (the file is written after every
+image): images already scored at a scale are not segmented as they are again, and rescaled
+again only when today's size estimate asks for another scale than the stored one.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_segment import rescaled, stratified  # noqa: E402
 
-from nucleitut import data, images, metrics, pretrained, segment, sizing  # noqa: E402
+from nucleitut import data, images, metrics, pretrained, records, segment, sizing  # noqa: E402
 
 FACTORS = (1.0, 0.5, 2.0, 3.0)
 
@@ -75,23 +79,38 @@ def main(argv=None) -> int:
     ids = stratified(split.val, kinds, args.limit)
     out = {"what": __doc__.split("\n\n")[0], "n_images": len(ids), "ids": ids, "types": {i: kinds[i] for i in ids},
            "target_diameter_px": target, "rows": {}}
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else None
+    if previous is not None and previous.get("ids") == ids and previous.get("target_diameter_px") == target:
+        out["rows"] = previous["rows"]
+        print(f"resuming {args.out}: " + ", ".join(f"{f} {len(r)} images" for f, r in out["rows"].items()), flush=True)
+    elif previous is not None:
+        raise SystemExit(f"{args.out} holds another image set or target size: give a new --out or delete it")
     for factor in FACTORS:
-        rows = []
-        start = time.perf_counter()
+        rows = out["rows"].setdefault(f"x{factor:g}", [])
+        done = {r["id"]: r for r in rows}
+        start, rescored = time.perf_counter(), 0
         for image_id in ids:
             image, labels = dataset.get(image_id)
             if factor != 1.0:
                 image, labels = rescaled(image, labels, factor)
             diameter, _ = sizing.estimate_diameter(image, segmenter, target, band=None)
             scale = sizing.scale_for(diameter, target, band=None)
-            as_is = metrics.kaggle_score(labels, segment.segment_image(image, networks=networks, scale=1.0).labels)
+            row = done.get(image_id)
+            if row is not None and np.isclose(row["scale"], scale, rtol=0.02):
+                row["diameter"] = diameter  # today's estimate decides the band; the score stands
+                continue
+            rescored += row is not None
+            as_is = row["as_is"] if row is not None else metrics.kaggle_score(
+                labels, segment.segment_image(image, networks=networks, scale=1.0).labels)
             moved = as_is if scale == 1.0 else metrics.kaggle_score(
                 labels, segment.segment_image(image, networks=networks, scale=scale).labels)
+            if row is not None:
+                rows.remove(row)
             rows.append({"id": image_id, "diameter": diameter, "scale": scale, "as_is": as_is, "rescaled": moved})
-        out["rows"][f"x{factor:g}"] = rows
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
         print(f"x{factor:g}: as is {np.mean([r['as_is'] for r in rows]):.3f}, every image rescaled "
-              f"{np.mean([r['rescaled'] for r in rows]):.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+              f"{np.mean([r['rescaled'] for r in rows]):.3f} ({time.perf_counter() - start:.0f} s; "
+              f"{rescored} resumed images rescaled again for a new size estimate)", flush=True)
 
     bands = candidate_bands(sizes)
     table = {name: {**{f: band_score(out["rows"][f], band) for f in out["rows"]}, "band": json_band(band)}
@@ -99,7 +118,8 @@ def main(argv=None) -> int:
     for entry in table.values():
         entry["mean_over_scales"] = float(np.mean([entry[f] for f in out["rows"]]))
     best = max(table, key=lambda name: table[name]["mean_over_scales"])
-    out.update(bands=table, chosen=best, chosen_band=json_band(bands[best]))
+    out.update(bands=table, chosen=best, chosen_band=json_band(bands[best]),
+               command="python benchmarks/choose_size_band.py " + " ".join(sys.argv[1:]), **records.environment())
     for name, entry in sorted(table.items(), key=lambda kv: -kv[1]["mean_over_scales"]):
         print(f"{name:12s} {bands[name][0]:5.1f}-{bands[name][1]:5.1f} px: "
               + "  ".join(f"{f} {entry[f]:.3f}" for f in out["rows"]) + f"  mean {entry['mean_over_scales']:.3f}")

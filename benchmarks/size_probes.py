@@ -1,7 +1,8 @@
 """How well a first pass of the network measures nucleus size, at several probe scales.
 
-For the test images of the paper's split (native scale, and the ``--limit`` stratified
-subset rescaled by 0.5, 2 and 3 as in ``bench_segment.py``), this records per image:
+For the test images of the paper's split (``--split val``: the validation images; native
+scale, and the ``--limit`` stratified subset rescaled by 0.5, 2 and 3 as in
+``bench_segment.py``), this records per image:
 
 * ``true``: :func:`nucleitut.sizing.typical_diameter` of the true labels;
 * ``probes``: the same measure of the pipeline's first-pass foreground (one network, no TTA)
@@ -29,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_segment import FACTORS, library, rescaled, stratified  # noqa: E402
 
 PROBES = (0.25, 0.5, 1.0, 2.0)
+#: The median rule's smallest usable diameter in a shrunk probe, pixels.
+MIN_PROBE_DIAMETER = 10.0
 
 
 def measure(image, segmenter, probes=PROBES, max_pixels=16e6):
@@ -48,11 +51,11 @@ def run(args) -> int:
     image_type, load_networks = library()
     segmenter, target = load_networks(args.models)[:2]
     dataset = data.load_dataset(profile="full")
-    test = dataset.split().test
+    test = getattr(dataset.split(), args.split)
     kinds = {i: image_type(dataset.get(i)[0]) for i in test}
     subset = stratified(test, kinds, args.limit)
     result = {"command": "python benchmarks/size_probes.py " + " ".join(sys.argv[1:]), "target": target,
-              "probes": PROBES, "rows": [], **records.environment()}
+              "split": args.split, "probes": PROBES, "rows": [], **records.environment()}
     started = time.perf_counter()
     jobs = [(i, 1.0) for i in test] + [(i, f) for f in FACTORS for i in subset]
     for n, (image_id, factor) in enumerate(jobs):
@@ -79,6 +82,16 @@ def analyse(path: str) -> int:
         d = p.get("1.0")
         return d
 
+    def median(p):  # sizing.estimate_diameter's probes: 1, 0.5, 0.25, coarse ones only if resolved
+        usable = [d / float(s) for s, d in p.items() if d and float(s) <= 1
+                  and (float(s) == 1 or d >= MIN_PROBE_DIAMETER)]
+        return float(np.exp(np.median(np.log(usable)))) if usable else None
+
+    def median3(p):  # the median only when all three probes (1, 0.5, 0.25) are usable; else native
+        usable = [d / float(s) for s, d in p.items() if d and float(s) <= 1
+                  and (float(s) == 1 or d >= MIN_PROBE_DIAMETER)]
+        return float(np.median(usable)) if len(usable) == 3 else p.get("1.0")
+
     def closest(p):
         usable = {float(s): d for s, d in p.items() if d}
         if not usable:
@@ -88,7 +101,7 @@ def analyse(path: str) -> int:
 
     for factor in sorted({r["factor"] for r in rows}):
         sel = [r for r in rows if r["factor"] == factor and r["true"]]
-        for name, rule in (("native probe", old), ("closest probe", closest)):
+        for name, rule in (("native probe", old), ("closest probe", closest), ("median probe", median), ("median of 3", median3)):
             err = [np.log(rule(r["probes"]) / r["true"]) for r in sel if rule(r["probes"])]
             print(f"x{factor:<4} n={len(sel):3d} {name:14s} median |log err| {np.median(np.abs(err)):.3f}, "
                   f"within 25%: {np.mean(np.abs(err) < np.log(1.25)):.2f}, median ratio {np.exp(np.median(err)):.2f}")
@@ -100,6 +113,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results/benchmarks/size_probes_cpu.json")
     parser.add_argument("--models")
     parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--analyse")
     args = parser.parse_args(argv)
     return analyse(args.analyse) if args.analyse else run(args)

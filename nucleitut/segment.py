@@ -14,10 +14,12 @@ pixels). :func:`segment_image` handles both before the networks see the image:
    99.8th intensity percentiles to 0..255 (as StarDist's ``csbdeep.utils.normalize``), so a
    few hot pixels no longer darken the whole image. ``channel`` picks one channel of a
    multi-channel image as a grey image.
-2. **Size** (:func:`nucleitut.sizing.estimate_diameter`). A first pass of one network (no
-   TTA) finds the foreground; the typical nucleus diameter is the median over its objects of
-   the largest inscribed disc (:func:`nucleitut.sizing.typical_diameter`), which neither
-   merges of touching nuclei nor a nucleus shattered into several markers change much. An
+2. **Size** (:func:`nucleitut.sizing.estimate_diameter`). First passes of one network (no
+   TTA) find the foreground at the native scale, halved and quartered; the typical nucleus
+   diameter is the median over the objects of the largest inscribed disc
+   (:func:`nucleitut.sizing.typical_diameter`), which neither merges of touching nuclei nor a
+   nucleus shattered into several markers change much, and the median over the three probes
+   (the native one alone when the nuclei vanish in the shrunk ones) is the estimate. An
    image whose diameter lies within the sizes of the training images
    (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`: from their 5th percentile to their 3rd quartile) is left as it
    is; any other image is rescaled so that its diameter matches the training images' median

@@ -2,15 +2,16 @@
 
 Book chapter: *Your own images*. Used by :func:`nucleitut.segment.segment_image`.
 
-A network learns the size of the nuclei along with everything else. A first pass of one
-network (no TTA) finds the foreground; the typical nucleus diameter is the median over its
-objects of the largest inscribed disc (:func:`typical_diameter`), which neither merges of
-touching nuclei nor a nucleus shattered into several markers change much. The image is
-rescaled so that this diameter matches the training images' median
-(:func:`nucleus_size_statistics`), the estimate is repeated once at the new scale
-(:func:`estimate_diameter`), the pipeline segments the rescaled image (:func:`rescale_image`)
-and the labels are mapped back to the original size, nearest neighbour
-(:func:`rescale_labels`).
+A network learns the size of the nuclei along with everything else. First passes of one
+network (no TTA) find the foreground at the native scale and in two shrunk copies; in each,
+the typical nucleus diameter is the median over the objects of the largest inscribed disc
+(:func:`typical_diameter`), which neither merges of touching nuclei nor a nucleus shattered
+into several markers change much, and the median over the probes is the estimate
+(:func:`estimate_diameter`, which also says when it uses the native probe alone). The image
+is rescaled so that this diameter matches the training images' median
+(:func:`nucleus_size_statistics`), the estimate is checked once at the new scale, the
+pipeline segments the rescaled image (:func:`rescale_image`) and the labels are mapped back
+to the original size, nearest neighbour (:func:`rescale_labels`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = [
     "SCALE_TOLERANCE",
     "TRAINING_SIZE_BAND",
     "SECOND_PASS_DISAGREEMENT",
+    "PROBE_SCALES",
+    "MIN_PROBE_DIAMETER",
 ]
 
 #: Bounds of the rescaling factor: beyond them the image would be too coarse to hold
@@ -41,6 +44,17 @@ SCALE_RANGE = (0.1, 4.0)
 SCALE_TOLERANCE = 1.1
 #: :func:`estimate_diameter` trusts its second pass over the first beyond this factor.
 SECOND_PASS_DISAGREEMENT = 1.25
+#: Scales at which :func:`estimate_diameter` measures the nuclei (shrunk probes are cheap:
+#: a quarter and a sixteenth of the native pass).
+PROBE_SCALES = (1.0, 0.5, 0.25)
+#: A shrunk probe's diameter counts only from this size on, in the probe's pixels: smaller
+#: nuclei are not resolved there (blurred clumps of them pass for larger nuclei). This
+#: project's choice, made on validation images (``benchmarks/size_probes.py --split val``,
+#: results/benchmarks/README.md): 6, 8 and 10 px tried, 10 px kept the halved images'
+#: estimates as good as the native probe alone.
+MIN_PROBE_DIAMETER = 10.0
+#: A shrunk probe is skipped when the image's shorter side would fall under this many pixels.
+MIN_PROBE_SIDE = 32
 #: Median over the training images of :func:`typical_diameter` of their true nuclei, in
 #: pixels: ``nucleus_size_statistics(load_dataset("full"), split.train)["median_diameter"]``
 #: on the fixed stage1_train (435 training images; 16.3 px, where the median equivalent
@@ -221,24 +235,37 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
                       band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> tuple[float | None, float]:
     """Typical nucleus diameter of an RGB ``uint8`` image (pixels) and the scale to use.
 
-    A first pass at the native scale measures :func:`typical_diameter` of the pipeline's
-    foreground. When that asks for rescaling, a second pass at the new scale measures again:
-    a network sees nuclei of training size best, so when the two estimates disagree by more
-    than :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back to the original
-    pixels) is used; otherwise the first, measured at the finer resolution.
+    First passes (one network, no TTA) at the probe scales :data:`PROBE_SCALES` (the image as
+    it is, halved, quartered) each measure :func:`typical_diameter` of the pipeline's
+    foreground, converted to the image's pixels. Nuclei much larger than in training come out
+    fragmented at the native scale but whole in the shrunk probes: when all three probes see
+    nuclei (in a shrunk probe at least :data:`MIN_PROBE_DIAMETER` pixels across) their median
+    is the estimate, so two probes that agree outvote the third; otherwise (small nuclei
+    vanish in the shrunk probes) the native probe alone. When the estimate asks for
+    rescaling, a second pass at the new scale measures again: a network sees nuclei of
+    training size best, so when the two disagree by more than
+    :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used.
 
     Returns
     -------
     diameter : float or None
-        None when the first pass finds no nuclei (the image is then not rescaled).
+        None when the native probe finds no nuclei (the image is then not rescaled).
     scale : float
         :func:`scale_for` of the diameter: 1 when it lies within ``band``.
     """
-    diameter = typical_diameter(_foreground(segmenter, image))
+    found = {}
+    for probe in PROBE_SCALES:
+        if probe != 1.0 and min(image.shape[:2]) * probe < MIN_PROBE_SIDE:
+            continue
+        measured = typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1)))
+        if measured is not None and (probe == 1.0 or measured >= MIN_PROBE_DIAMETER):
+            found[probe] = measured / probe
+    if 1.0 not in found:
+        return None, 1.0
+    diameter = float(np.median(list(found.values()))) if len(found) == len(PROBE_SCALES) else found[1.0]
     scale = scale_for(diameter, target, band=None)
-    if scale != 1.0:  # the second pass looks again at the size the first pass suggests
+    if scale != 1.0:  # the second pass looks again at the size the probes suggest
         second = typical_diameter(_foreground(segmenter, rescale_image(image, scale, order=1)))
         if second is not None and not 1 / SECOND_PASS_DISAGREEMENT <= (second / scale) / diameter <= SECOND_PASS_DISAGREEMENT:
             diameter = second / scale
     return diameter, scale_for(diameter, target, band)
-

@@ -145,8 +145,9 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     target = networks[1]
     result = segment.segment_image(image, tta=False, networks=networks)
     assert result.diameter_source == "estimated"
-    assert result.diameter == pytest.approx(45, rel=0.05)
-    assert result.scale == pytest.approx(target / 45, rel=0.05)
+    # the shrunk probes blur the discs' edges a little: within 10 %
+    assert result.diameter == pytest.approx(45, rel=0.1)
+    assert result.scale == pytest.approx(target / 45, rel=0.1)
     assert result.labels.shape == image.shape and result.labels.dtype == np.int32
     assert result.count == count
     # each disc comes back at its own size
@@ -155,6 +156,47 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     assert given.diameter_source == "given" and given.scale == pytest.approx(target / 30)
     native = segment.segment_image(image, size=False, tta=False, networks=networks)
     assert native.scale == 1.0 and native.diameter is None
+
+
+class FragmentingNetwork(BrightnessNetwork):
+    """Like :class:`BrightnessNetwork`, but objects wider than 30 px in its input come out cut
+    into 10-px pieces: the failure of a real network on nuclei far larger than in training."""
+
+    def predict_on_batch(self, batch):
+        from scipy import ndimage as ndi
+
+        out = super().predict_on_batch(batch)
+        for tile in out[..., 0]:
+            objects, n = ndi.label(tile > 0.5)
+            if n == 0:
+                continue
+            widths = 2 * np.asarray(ndi.maximum(ndi.distance_transform_edt(tile > 0.5), objects, np.arange(1, n + 1)))
+            large = np.isin(objects, 1 + np.flatnonzero(widths > 30))
+            grid = np.zeros(tile.shape, bool)
+            grid[::10, :] = grid[:, ::10] = True
+            tile[large & grid] = 0.0
+        return out
+
+
+def test_size_estimate_lets_shrunk_probes_outvote_fragmented_native_probe():
+    image, _ = discs_image(45, shape=(360, 400))
+    rgb = np.dstack([image] * 3)
+    segmenter, target = pretrained.load_networks({"B1": FragmentingNetwork()}, "B1")
+    native_only = sizing.typical_diameter(sizing._foreground(segmenter, rgb))
+    assert native_only < 12  # the native probe alone sees the 10-px pieces
+    diameter, scale = sizing.estimate_diameter(rgb, segmenter, target)
+    # the two shrunk probes decide; their blurred edges lose a pixel or so: within 15 %
+    assert diameter == pytest.approx(45, rel=0.15) and scale == pytest.approx(target / 45, rel=0.15)
+
+
+def test_size_estimate_of_small_nuclei_uses_the_native_probe():
+    image, _ = discs_image(9, shape=(256, 256))
+    rgb = np.dstack([image] * 3)
+    segmenter, target = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
+    # halved and quartered, 9-px discs are under MIN_PROBE_DIAMETER: only the native probe counts
+    assert sizing.typical_diameter(sizing._foreground(segmenter, sizing.rescale_image(rgb, 0.5))) < sizing.MIN_PROBE_DIAMETER
+    diameter, _ = sizing.estimate_diameter(rgb, segmenter, target)
+    assert diameter == pytest.approx(9, abs=1)
 
 
 def test_scale_is_bounded_and_not_applied_near_one():
