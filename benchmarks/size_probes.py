@@ -8,8 +8,11 @@ scale, and the ``--limit`` stratified subset rescaled by 0.5, 2 and 3 as in
 * ``probes``: the same measure of the pipeline's first-pass foreground (one network, no TTA)
   after rescaling the image by each probe scale, in the probe's pixels.
 
-From these the size rules of :mod:`nucleitut.sizing` can be compared without running the
-pipeline again (``--analyse``). Usage::
+From these the size rules can be compared without running the pipeline again
+(``--analyse``): the native probe alone (the estimate before 2026-11-28), the probe closest
+to the training size, the median of the usable probes, and ``sizing.combine_probes`` (the
+median of three, else the native probe; ``--min-probe-diameter`` to try other limits).
+Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/size_probes.py \\
         --out results/benchmarks/size_probes_cpu.json --limit 40
@@ -30,8 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_segment import FACTORS, library, rescaled, stratified  # noqa: E402
 
 PROBES = (0.25, 0.5, 1.0, 2.0)
-#: The median rule's smallest usable diameter in a shrunk probe, pixels.
-MIN_PROBE_DIAMETER = 10.0
 
 
 def measure(image, segmenter, probes=PROBES, max_pixels=16e6):
@@ -73,7 +74,9 @@ def run(args) -> int:
     return 0
 
 
-def analyse(path: str) -> int:
+def analyse(path: str, args_min: float) -> int:
+    from nucleitut import sizing
+
     run = json.load(open(path))
     target = run["target"]
     rows = run["rows"]
@@ -82,15 +85,13 @@ def analyse(path: str) -> int:
         d = p.get("1.0")
         return d
 
-    def median(p):  # sizing.estimate_diameter's probes: 1, 0.5, 0.25, coarse ones only if resolved
+    def median(p):  # the median over the probes 1, 0.5, 0.25 that see nuclei
         usable = [d / float(s) for s, d in p.items() if d and float(s) <= 1
-                  and (float(s) == 1 or d >= MIN_PROBE_DIAMETER)]
+                  and (float(s) == 1 or d >= args_min)]
         return float(np.exp(np.median(np.log(usable)))) if usable else None
 
-    def median3(p):  # the median only when all three probes (1, 0.5, 0.25) are usable; else native
-        usable = [d / float(s) for s, d in p.items() if d and float(s) <= 1
-                  and (float(s) == 1 or d >= MIN_PROBE_DIAMETER)]
-        return float(np.median(usable)) if len(usable) == 3 else p.get("1.0")
+    def median3(p):  # sizing.estimate_diameter's first estimate
+        return sizing.combine_probes({float(s): d for s, d in p.items()}, args_min)
 
     def closest(p):
         usable = {float(s): d for s, d in p.items() if d}
@@ -115,8 +116,14 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--analyse")
+    parser.add_argument("--min-probe-diameter", type=float, default=None,
+                        help="for --analyse: a shrunk probe counts from this diameter on (default: sizing's)")
     args = parser.parse_args(argv)
-    return analyse(args.analyse) if args.analyse else run(args)
+    if args.analyse:
+        from nucleitut import sizing
+
+        return analyse(args.analyse, args.min_probe_diameter or sizing.MIN_PROBE_DIAMETER)
+    return run(args)
 
 
 if __name__ == "__main__":

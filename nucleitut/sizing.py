@@ -35,6 +35,7 @@ __all__ = [
     "SECOND_PASS_DISAGREEMENT",
     "PROBE_SCALES",
     "MIN_PROBE_DIAMETER",
+    "combine_probes",
 ]
 
 #: Bounds of the rescaling factor: beyond them the image would be too coarse to hold
@@ -232,6 +233,26 @@ def _foreground(segmenter, image: np.ndarray) -> np.ndarray:
     return 1.0 - probs[..., 0] > settings["mask_threshold"]
 
 
+def combine_probes(measured: dict[float, float | None], min_probe_diameter: float = MIN_PROBE_DIAMETER) -> float | None:
+    """The size estimate from :func:`typical_diameter` measured at the probe scales.
+
+    ``measured`` maps a probe scale to the diameter seen there (in the probe's pixels; None:
+    no nuclei). A shrunk probe counts from ``min_probe_diameter`` on; the median over the
+    probes, converted to the image's pixels, when every probe of :data:`PROBE_SCALES` counts,
+    else the native probe's diameter (None when it saw no nuclei).
+
+    >>> combine_probes({1.0: 9.0, 0.5: 30.0, 0.25: 15.0})    # fragmented at the native scale
+    60.0
+    >>> combine_probes({1.0: 9.0, 0.5: 5.0, 0.25: None})     # small nuclei: the native probe
+    9.0
+    """
+    found = {p: d / p for p, d in measured.items()
+             if p in PROBE_SCALES and d is not None and (p == 1.0 or d >= min_probe_diameter)}
+    if 1.0 not in found:
+        return None
+    return float(np.median(list(found.values()))) if len(found) == len(PROBE_SCALES) else found[1.0]
+
+
 def estimate_diameter(image: np.ndarray, segmenter, target: float,
                       band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> tuple[float | None, float]:
     """Typical nucleus diameter of an RGB ``uint8`` image (pixels) and the scale to use.
@@ -254,16 +275,11 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     scale : float
         :func:`scale_for` of the diameter: 1 when it lies within ``band``.
     """
-    found = {}
-    for probe in PROBE_SCALES:
-        if probe != 1.0 and min(image.shape[:2]) * probe < MIN_PROBE_SIDE:
-            continue
-        measured = typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1)))
-        if measured is not None and (probe == 1.0 or measured >= MIN_PROBE_DIAMETER):
-            found[probe] = measured / probe
-    if 1.0 not in found:
+    diameter = combine_probes({probe: typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1)))
+                               for probe in PROBE_SCALES
+                               if probe == 1.0 or min(image.shape[:2]) * probe >= MIN_PROBE_SIDE})
+    if diameter is None:
         return None, 1.0
-    diameter = float(np.median(list(found.values()))) if len(found) == len(PROBE_SCALES) else found[1.0]
     scale = scale_for(diameter, target, band=None)
     if scale != 1.0:  # the second pass looks again at the size the probes suggest
         second = typical_diameter(_foreground(segmenter, rescale_image(image, scale, order=1)))
