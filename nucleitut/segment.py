@@ -21,7 +21,7 @@ pixels). :func:`segment_image` handles both before the networks see the image:
    nucleus shattered into several markers change much, and the median over the three probes
    (the native one alone when the nuclei vanish in the shrunk ones) is the estimate. An
    image whose diameter lies within the sizes of the training images
-   (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`: from their 5th percentile to their 3rd quartile) is left as it
+   (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`: their quartiles) is left as it
    is; any other image is rescaled so that its diameter matches the training images' median
    (:func:`nucleitut.sizing.nucleus_size_statistics`), the estimate is repeated once at the
    new scale, the pipeline segments the rescaled image and the labels are mapped back to the

@@ -65,18 +65,16 @@ MIN_PROBE_SIDE = 32
 TRAINING_DIAMETER = 16.3
 #: Diameters, in pixels, that are left as they are: an image whose estimated diameter lies in
 #: this band has nuclei of a size the networks were trained on and is not rescaled. From the
-#: same 435 training images (``nucleus_size_statistics(...)``): the lower end is the 5th
-#: percentile of :func:`typical_diameter` over the images, the upper end the 3rd quartile.
-#: This project's choice, made on the test images (results/benchmarks/README.md; recombined
-#: from the per-image scores of the M6B4 reference): rescaling every image to the median scored
-#: 0.546 on the 120 test images (0.596 without size handling), the quartiles (11.7-24.1 px)
-#: 0.560, this band 0.581; the halved test images gain from it too (small images between 8.5
-#: and 11.7 px do better unrescaled). Measured with the M3B1 reference: this band 0.593, the
-#: quartiles 0.577, no size handling 0.615. The upper end stays at the quartile: test images
-#: enlarged x2 and x3 lose 0.02-0.03 with the 95th percentile (42 px) as the upper end, and
-#: nuclei enlarged three times were left unrescaled whenever the first pass underestimated
-#: their size.
-TRAINING_SIZE_BAND = (8.5, 24.1)
+#: same 435 training images (``nucleus_size_statistics(...)``): the quartiles of
+#: :func:`typical_diameter` over the images. This project's choice, made on 30 validation
+#: images at the scales 1, 0.5, 2 and 3 (``benchmarks/choose_size_band.py``,
+#: results/benchmarks/size_band_validation.json; shipped reference, TTA): the highest mean
+#: score over the four scales of 16 bands (lower end none, 5th or 10th percentile or 1st
+#: quartile; upper end median, 3rd quartile, 95th percentile or none). The quartiles (0.4127)
+#: tie with 8.5-24.1 px (5th percentile to 3rd quartile, 0.4127, the band before, chosen on
+#: test images): a lower end of 11.7 px costs the images at the native scale 0.018 and gives
+#: the halved ones 0.018. An upper end of 42 px (95th percentile) or none loses 0.02-0.06.
+TRAINING_SIZE_BAND = (11.7, 24.1)
 
 
 def typical_diameter(mask: np.ndarray, min_diameter: float = 3.0) -> float | None:
