@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--channel", type=int, help="use this channel (0, 1, ...) of multi-channel images as grey")
     segment.add_argument("--no-tta", action="store_true", help="without test-time augmentation (about 4x faster)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    segment.add_argument("--no-size", action="store_true", help="segment at the native scale (shows the failure on other nucleus sizes)")
+    segment.add_argument("--no-size", action="store_true", help="segment at the native scale: better for images whose nuclei have the training images' size, fails on other sizes")
     segment.add_argument("--no-normalize", action="store_true", help="old intensity rule: min..max of each image (shows the failure on 16-bit images)")
     segment.add_argument("--normalize", action="store_true", help="stretch every image between its 1st and 99.8th percentiles (also bright 8-bit ones)")
     segment.add_argument("--overlay", action="store_true", help=argparse.SUPPRESS)  # older commands: overlays are always written
