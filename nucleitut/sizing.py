@@ -73,7 +73,7 @@ TRAINING_DIAMETER = 16.3
 #: quartile; upper end median, 3rd quartile, 95th percentile or none). The quartiles (0.4127)
 #: tie with 8.5-24.1 px (5th percentile to 3rd quartile, 0.4127, the band before, chosen on
 #: test images): a lower end of 11.7 px costs the images at the native scale 0.018 and gives
-#: the halved ones 0.018. An upper end of 42 px (95th percentile) or none loses 0.02-0.06.
+#: the halved ones 0.018. An upper end of 42 px (95th percentile) loses 0.02-0.03, none 0.06-0.07.
 TRAINING_SIZE_BAND = (11.7, 24.1)
 
 
