@@ -20,7 +20,9 @@ with the shipped reference networks (or ``--models``) and TTA:
   memory of an 8000x8000 image (tiled prediction, no TTA, size estimation on), measured in a
   fresh child process so the data set held by this one does not hide it.
 
-``--limit N`` scores the first N test images of every type in turn (a smaller, stratified
+``--native-from FILE`` takes the native section from an earlier complete run on the same
+images, ``--auto-only`` scores the rescaled images with automatic size only (the two halve a
+120-image scale run). ``--limit N`` scores the first N test images of every type in turn (a smaller, stratified
 subset for a busy 2-core machine). Every number in the output carries the number of images
 it is on (``n``); the output is rewritten after every section (``complete`` says whether
 the run finished) and ends with the issue's acceptance targets checked (``targets``).
@@ -185,6 +187,10 @@ def main(argv=None) -> int:
                         help="sections to leave out (without native, the sections that compare with it are left out too)")
     parser.add_argument("--speed-source", help="test image id tiled for the speed section (default: the largest "
                                                "test image the native run did not rescale)")
+    parser.add_argument("--native-from", help="take the native and per-type sections from this earlier output "
+                                              "(same images; its commit is kept in the output)")
+    parser.add_argument("--auto-only", action="store_true",
+                        help="scale section: score with automatic size only, not also without size handling")
     parser.add_argument("--large-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.large_child:
@@ -242,7 +248,17 @@ def main(argv=None) -> int:
         }
 
     native = [dataset.get(i) for i in test]
-    if "native" in args.skip:
+    if args.native_from:
+        earlier = json.loads(Path(args.native_from).read_text())
+        if earlier.get("images") != test or not earlier.get("complete"):
+            raise SystemExit(f"{args.native_from}: not a complete run on the same test images")
+        for key in ("native", "native_without_handling", "by_type"):
+            if key in earlier:
+                result[key] = earlier[key]
+        result["native_from"] = {"file": os.path.relpath(args.native_from, ROOT), "commit": earlier["commit"]}
+        args.skip += ["types"]
+        print(f"native: {result['native']['mean']:.3f} from {args.native_from} (commit {earlier['commit']})", flush=True)
+    elif "native" in args.skip:
         args.skip += ["types", "scale", "intensity"]
     else:
         result["native"] = score(native)
@@ -269,10 +285,11 @@ def main(argv=None) -> int:
         for factor in FACTORS:
             pairs = [rescaled(image, truth, factor) for image, truth in native]
             auto = score(pairs)
-            fixed = score(pairs, size=False)
-            result["scale"][str(factor)] = {"auto_size": auto, "no_size_handling": fixed}
-            print(f"scale {factor}: auto {auto['mean']:.3f} ({auto['seconds']:.0f} s), "
-                  f"without size handling {fixed['mean']:.3f} ({fixed['seconds']:.0f} s)", flush=True)
+            result["scale"][str(factor)] = {"auto_size": auto}
+            if not args.auto_only:
+                fixed = result["scale"][str(factor)]["no_size_handling"] = score(pairs, size=False)
+            print(f"scale {factor}: auto {auto['mean']:.3f} ({auto['seconds']:.0f} s)" + (
+                "" if args.auto_only else f", without size handling {fixed['mean']:.3f} ({fixed['seconds']:.0f} s)"), flush=True)
             save()
 
     if "intensity" not in args.skip:
