@@ -22,8 +22,8 @@ with the shipped reference networks (or ``--models``) and TTA:
 
 ``--native-from FILE`` takes the native section from an earlier complete run on the same
 images, ``--auto-only`` scores the rescaled images with automatic size only (the two halve a
-120-image scale run). ``--limit N`` scores the first N test images of every type in turn (a smaller, stratified
-subset for a busy 2-core machine). Every number in the output carries the number of images
+120-image scale run). ``--limit N`` scores the first N test images of every type in turn (a
+smaller, stratified subset for a busy 2-core machine). Every number in the output carries the number of images
 it is on (``n``); the output is rewritten after every section (``complete`` says whether
 the run finished) and ends with the issue's acceptance targets checked (``targets``).
 """

@@ -74,9 +74,10 @@ def run(args) -> int:
     return 0
 
 
-def analyse(path: str, args_min: float) -> int:
+def analyse(path: str, min_probe_diameter: float | None = None) -> int:
     from nucleitut import sizing
 
+    min_probe_diameter = min_probe_diameter or sizing.MIN_PROBE_DIAMETER
     run = json.load(open(path))
     target = run["target"]
     rows = run["rows"]
@@ -87,11 +88,11 @@ def analyse(path: str, args_min: float) -> int:
 
     def median(p):  # the median over the probes 1, 0.5, 0.25 that see nuclei
         usable = [d / float(s) for s, d in p.items() if d and float(s) <= 1
-                  and (float(s) == 1 or d >= args_min)]
+                  and (float(s) == 1 or d >= min_probe_diameter)]
         return float(np.exp(np.median(np.log(usable)))) if usable else None
 
     def median3(p):  # sizing.estimate_diameter's first estimate
-        return sizing.combine_probes({float(s): d for s, d in p.items()}, args_min)
+        return sizing.combine_probes({float(s): d for s, d in p.items()}, min_probe_diameter)
 
     def closest(p):
         usable = {float(s): d for s, d in p.items() if d}
@@ -119,11 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-probe-diameter", type=float, default=None,
                         help="for --analyse: a shrunk probe counts from this diameter on (default: sizing's)")
     args = parser.parse_args(argv)
-    if args.analyse:
-        from nucleitut import sizing
-
-        return analyse(args.analyse, args.min_probe_diameter or sizing.MIN_PROBE_DIAMETER)
-    return run(args)
+    return analyse(args.analyse, args.min_probe_diameter) if args.analyse else run(args)
 
 
 if __name__ == "__main__":
