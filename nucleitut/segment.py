@@ -22,9 +22,9 @@ pixels). :func:`segment_image` handles both before the networks see the image:
    (the native one alone when the nuclei vanish in the shrunk ones) is the estimate. An
    image whose diameter lies within the sizes of the training images
    (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`: their quartiles) is left as it
-   is; any other image is rescaled so that its diameter matches the training images' median
-   (:func:`nucleitut.sizing.nucleus_size_statistics`), the estimate is repeated once at the
-   new scale, the pipeline segments the rescaled image and the labels are mapped back to the
+   is; any other image is rescaled so that its diameter goes halfway from the nearest end
+   of the band to the training images' median (:func:`nucleitut.sizing.scale_for`), the
+   estimate is repeated once at the new scale, the pipeline segments the rescaled image and the labels are mapped back to the
    original size (nearest neighbour). A ``diameter`` given by the user is always rescaled to
    the median.
 

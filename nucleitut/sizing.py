@@ -8,8 +8,10 @@ the typical nucleus diameter is the median over the objects of the largest inscr
 (:func:`typical_diameter`), which neither merges of touching nuclei nor a nucleus shattered
 into several markers change much, and the median over the probes is the estimate
 (:func:`estimate_diameter`, which also says when it uses the native probe alone). The image
-is rescaled so that this diameter matches the training images' median
-(:func:`nucleus_size_statistics`), the estimate is checked once at the new scale, the
+is rescaled unless the diameter lies in the band of training sizes
+(:data:`TRAINING_SIZE_BAND`), then halfway from the nearest end of the band to the training
+images' median (:func:`nucleus_size_statistics`, :func:`scale_for`), the estimate is checked
+once at the new scale, the
 pipeline segments the rescaled image (:func:`rescale_image`) and the labels are mapped back
 to the original size, nearest neighbour (:func:`rescale_labels`).
 """
@@ -152,22 +154,31 @@ def nucleus_size_statistics(dataset: "nucleitut.data.Dataset", ids: Sequence[str
 
 
 def scale_for(diameter: float | None, target: float, band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> float:
-    """Rescaling factor that brings ``diameter`` to ``target``, within :data:`SCALE_RANGE`.
+    """Rescaling factor for an image whose typical nucleus diameter is ``diameter``, within :data:`SCALE_RANGE`.
 
-    1.0 when the diameter is unknown, lies within ``band`` (default
-    :data:`TRAINING_SIZE_BAND`: sizes the networks were trained on) or within
-    :data:`SCALE_TOLERANCE` of the target. ``band=None`` rescales every diameter outside the
-    tolerance (used for a diameter the user gives).
+    1.0 when the diameter is unknown or lies within ``band`` (default
+    :data:`TRAINING_SIZE_BAND`: sizes the networks were trained on). A diameter outside the
+    band goes halfway (geometric mean) from the nearest end of the band to ``target``, the
+    training median: this project's choice, made on validation images
+    (``benchmarks/choose_size_target.py``; against going all the way to the median or only to
+    the end of the band), and within noise of going all the way. ``band=None`` (a diameter the
+    user gives) rescales to ``target`` itself. Scales within :data:`SCALE_TOLERANCE` of 1 are
+    not applied.
 
-    >>> scale_for(60.0, 20.0), scale_for(21.0, 20.0), scale_for(1.0, 20.0)
+    >>> scale_for(60.0, 20.0, band=None), scale_for(21.0, 20.0, band=None), scale_for(1.0, 20.0, band=None)
     (0.3333333333333333, 1.0, 4.0)
     >>> scale_for(24.0, 20.0), scale_for(24.0, 20.0, band=None)
     (1.0, 0.8333333333333334)
+    >>> round(scale_for(6.0, 16.0, band=(12.0, 24.0)), 3)    # to sqrt(12 * 16) = 13.9 px
+    2.309
     """
     if diameter is None or diameter <= 0:
         return 1.0
-    if band is not None and band[0] <= diameter <= band[1]:
-        return 1.0
+    if band is not None:
+        if band[0] <= diameter <= band[1]:
+            return 1.0
+        edge = band[0] if diameter < band[0] else band[1]
+        target = float(np.sqrt(edge * target))
     scale = target / diameter
     if 1 / SCALE_TOLERANCE <= scale <= SCALE_TOLERANCE:
         return 1.0

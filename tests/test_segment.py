@@ -147,7 +147,9 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     assert result.diameter_source == "estimated"
     # the shrunk probes blur the discs' edges a little: within 10 %
     assert result.diameter == pytest.approx(45, rel=0.1)
-    assert result.scale == pytest.approx(target / 45, rel=0.1)
+    # outside the band: halfway (geometric mean) from its upper end to the training median
+    halfway = np.sqrt(sizing.TRAINING_SIZE_BAND[1] * target)
+    assert result.scale == pytest.approx(halfway / 45, rel=0.1)
     assert result.labels.shape == image.shape and result.labels.dtype == np.int32
     assert result.count == count
     # each disc comes back at its own size
@@ -186,7 +188,8 @@ def test_size_estimate_lets_shrunk_probes_outvote_fragmented_native_probe():
     assert native_only < 12  # the native probe alone sees the 10-px pieces
     diameter, scale = sizing.estimate_diameter(rgb, segmenter, target)
     # the two shrunk probes decide; their blurred edges lose a pixel or so: within 15 %
-    assert diameter == pytest.approx(45, rel=0.15) and scale == pytest.approx(target / 45, rel=0.15)
+    halfway = np.sqrt(sizing.TRAINING_SIZE_BAND[1] * target)
+    assert diameter == pytest.approx(45, rel=0.15) and scale == pytest.approx(halfway / 45, rel=0.15)
 
 
 def test_size_estimate_of_small_nuclei_uses_the_native_probe():
