@@ -1,0 +1,65 @@
+"""Does training augmentation make a pipeline hold up better on halved images?
+
+The reference networks (trained without augmentation) lose much more on halved images than
+on enlarged ones (results/benchmarks/README.md). The Table 3 campaign has pairs trained the
+same way except for the augmentation: M3B1 (none), M4B2 (set a: flips, rotation, noise,
+scaling 0.8-1.25, blur) and M5B3 (set b: flips and rotation only), cpu profile, seed 0, 8
+epochs each. On the validation images of the band run (``size_band_validation.json``), each
+pipeline segments every image as it is and halved then enlarged back by exactly 2 (no size
+estimate involved, so only the lost detail counts), TTA, the paper's thresholds. Usage::
+
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_half_scale_augmentation.py \\
+        --models <NUCLEITUT_MODELS folder of the campaign> --out results/benchmarks/half_scale_augmentation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_segment import rescaled  # noqa: E402
+
+from nucleitut import data, metrics, pretrained, records, segment, sizing  # noqa: E402
+
+PIPELINES = {"M3B1": "none", "M4B2": "a", "M5B3": "b"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--band-run", default="results/benchmarks/size_band_validation.json")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    ids = json.loads(Path(args.band_run).read_text())["ids"]
+    dataset = data.load_dataset(profile="cpu")
+    out = {"what": __doc__.split("\n\n")[0], "n_images": len(ids), "ids_from": Path(args.band_run).name, "pipelines": {}}
+    for name, augmentation in PIPELINES.items():
+        networks = pretrained.load_networks(args.models, name, profile="cpu")
+        rows = []
+        for image_id in ids:
+            image, labels = dataset.get(image_id)
+            half, _ = rescaled(image, labels, 0.5)
+            native = segment.segment_image(image, networks=networks, size=False).labels
+            back = sizing.rescale_image(half, 2.0)  # cubic, as segment enlarges
+            truth = sizing.rescale_labels(labels, back.shape[:2])  # an odd side comes back one pixel short
+            rows.append({"id": image_id, "native": metrics.kaggle_score(labels, native),
+                         "halved_enlarged": metrics.kaggle_score(
+                             truth, segment.segment_image(back, networks=networks, size=False).labels)})
+        native_mean = float(np.mean([r["native"] for r in rows]))
+        halved_mean = float(np.mean([r["halved_enlarged"] for r in rows]))
+        out["pipelines"][name] = {"augmentation": augmentation, "native": native_mean, "halved_enlarged": halved_mean,
+                                  "difference": halved_mean - native_mean, "rows": rows}
+        print(f"{name} (augmentation {augmentation}): as is {native_mean:.3f}, halved and enlarged back "
+              f"{halved_mean:.3f} ({halved_mean - native_mean:+.3f})", flush=True)
+    out.update(command="python benchmarks/check_half_scale_augmentation.py " + " ".join(sys.argv[1:]), **records.environment())
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
