@@ -6,7 +6,8 @@ same way except for the augmentation: M3B1 (none), M4B2 (set a: flips, rotation,
 scaling 0.8-1.25, blur) and M5B3 (set b: flips and rotation only), cpu profile, seed 0, 8
 epochs each. On the validation images of the band run (``size_band_validation.json``), each
 pipeline segments every image as it is and halved then enlarged back by exactly 2 (no size
-estimate involved, so only the lost detail counts), TTA, the paper's thresholds. Usage::
+estimate involved, so only the lost detail counts), TTA, the paper's thresholds (without
+``--models``: the shipped reference networks, with their validation-chosen settings). Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_half_scale_augmentation.py \\
         --models <NUCLEITUT_MODELS folder of the campaign> --out results/benchmarks/half_scale_augmentation.json
@@ -31,15 +32,16 @@ PIPELINES = {"M3B1": "none", "M4B2": "a", "M5B3": "b"}
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", required=True)
+    parser.add_argument("--models", help="the campaign's models folder; without it, the shipped reference networks")
     parser.add_argument("--band-run", default="results/benchmarks/size_band_validation.json")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     ids = json.loads(Path(args.band_run).read_text())["ids"]
     dataset = data.load_dataset(profile="cpu")
     out = {"what": __doc__.split("\n\n")[0], "n_images": len(ids), "ids_from": Path(args.band_run).name, "pipelines": {}}
-    for name, augmentation in PIPELINES.items():
-        networks = pretrained.load_networks(args.models, name, profile="cpu")
+    pipelines = PIPELINES if args.models else {"reference M3B1": "none"}
+    for name, augmentation in pipelines.items():
+        networks = pretrained.load_networks(args.models, name, profile="cpu") if args.models else pretrained.load_networks()
         rows = []
         for image_id in ids:
             image, labels = dataset.get(image_id)
@@ -56,7 +58,9 @@ def main(argv=None) -> int:
                                   "difference": halved_mean - native_mean, "rows": rows}
         print(f"{name} (augmentation {augmentation}): as is {native_mean:.3f}, halved and enlarged back "
               f"{halved_mean:.3f} ({halved_mean - native_mean:+.3f})", flush=True)
-    out.update(command="python benchmarks/check_half_scale_augmentation.py " + " ".join(sys.argv[1:]), **records.environment())
+    arguments = ["$NUCLEITUT_MODELS" if a == args.models else a for a in (sys.argv[1:] if argv is None else argv)]
+    out.update(command="python benchmarks/check_half_scale_augmentation.py " + " ".join(arguments),  # no machine paths
+               **records.environment())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
