@@ -24,9 +24,9 @@ pixels). :func:`segment_image` handles both before the networks see the image:
    (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`: their quartiles) is left as it
    is; any other image is rescaled so that its diameter goes halfway from the nearest end
    of the band to the training images' median (:func:`nucleitut.sizing.scale_for`), the
-   estimate is repeated once at the new scale, the pipeline segments the rescaled image and the labels are mapped back to the
-   original size (nearest neighbour). A ``diameter`` given by the user is always rescaled to
-   the median.
+   estimate is repeated once at the new scale, the pipeline segments the rescaled image and
+   the labels are mapped back to the original size (nearest neighbour). A ``diameter`` given
+   by the user is always rescaled to the median.
 
 The networks are the *reference networks* shipped in ``nucleitut/reference/`` (built by
 ``python tools/make_reference.py``; loaded by :mod:`nucleitut.pretrained`) unless ``models``

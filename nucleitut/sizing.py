@@ -7,13 +7,12 @@ network (no TTA) find the foreground at the native scale and in two shrunk copie
 the typical nucleus diameter is the median over the objects of the largest inscribed disc
 (:func:`typical_diameter`), which neither merges of touching nuclei nor a nucleus shattered
 into several markers change much, and the median over the probes is the estimate
-(:func:`estimate_diameter`, which also says when it uses the native probe alone). The image
-is rescaled unless the diameter lies in the band of training sizes
-(:data:`TRAINING_SIZE_BAND`), then halfway from the nearest end of the band to the training
-images' median (:func:`nucleus_size_statistics`, :func:`scale_for`), the estimate is checked
-once at the new scale, the
-pipeline segments the rescaled image (:func:`rescale_image`) and the labels are mapped back
-to the original size, nearest neighbour (:func:`rescale_labels`).
+(:func:`estimate_diameter`, which also says when it uses the native probe alone). An image
+whose diameter lies outside the band of training sizes (:data:`TRAINING_SIZE_BAND`) is
+rescaled so that its diameter goes halfway from the nearest end of the band to the training
+images' median (:func:`scale_for`, :func:`nucleus_size_statistics`); the estimate is checked
+once at the new scale, the pipeline segments the rescaled image (:func:`rescale_image`) and
+the labels are mapped back to the original size, nearest neighbour (:func:`rescale_labels`).
 """
 
 from __future__ import annotations
