@@ -2,8 +2,8 @@
 
 ``choose_size_band.py`` chose the band (``sizing.TRAINING_SIZE_BAND``) with one target: an
 image whose estimated diameter lies outside the band is rescaled so that the diameter becomes
-the training median. Its rows show that enlarging costs detail (an image with 9-12 px nuclei
-scores less enlarged to 16 px than as it is), so a smaller step may do better. Candidates, for
+the training median. Its rows show that enlarging often costs score (an image with 9-12 px
+nuclei scores less enlarged to 16 px than as it is), so a smaller step may do better. Candidates, for
 an estimated diameter ``d`` outside the band ``[lo, hi]``:
 
 * ``median``: to the training median (what ``choose_size_band.py`` scored);
