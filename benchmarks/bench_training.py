@@ -4,6 +4,16 @@ Usage::
 
     python benchmarks/bench_training.py            # quick networks, 4-block F=64, 5-block F=32
     python benchmarks/bench_training.py --quick    # only the quick-profile networks
+    python benchmarks/bench_training.py --table3 M6 M7 B4 B5 --profile cpu \
+        --out results/benchmarks/table3_speed_cpu.json   # Table 3 rows on an idle machine
+
+With ``--table3`` it times the named Table 3 networks of one profile (their crop size,
+batch 8, random inputs: the time does not depend on the weights), training and prediction
+milliseconds per crop, in ``--rounds`` rounds that take the networks in turn (so a slow
+moment of the machine hits all of them), and writes the medians to ``--out``. Run it on an
+otherwise idle machine: the campaign's own times per crop are wall times of epochs that may
+have shared the cores with other work. :func:`nucleitut.records.findings` takes the file's
+times for the claim that M7B5 is faster (``records.read_timings``).
 
 Prints, per network, training milliseconds per crop (bare train_on_batch steps, batch 8,
 after two warm-up steps) and the input pipeline's crops per second with augmentation set a
@@ -13,13 +23,16 @@ after two warm-up steps) and the input pipeline's crops per second with augmenta
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import keras
 
-from nucleitut import config, data, predict, training
+from nucleitut import config, data, predict, records, training
 
 
 def time_training(cfg, steps: int) -> float:
@@ -52,10 +65,53 @@ def time_pipeline(cfg, dataset, batches: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def time_table3(networks, profile: str, rounds: int, steps: int) -> dict:
+    """Median training and prediction ms per crop of Table 3 ``networks`` in ``profile``."""
+    models = {}
+    for name in networks:
+        cfg = config.training_config(name, profile)
+        keras.utils.set_random_seed(0)
+        models[name] = (cfg, training.build_model(cfg, steps_per_epoch=100))  # any schedule length: same speed
+    train, pred = {n: [] for n in networks}, {n: [] for n in networks}
+    rng = np.random.default_rng(0)
+    for round_ in range(rounds):
+        for name, (cfg, model) in models.items():
+            x = rng.normal(size=(cfg.batch_size, cfg.crop_size, cfg.crop_size, 3)).astype(np.float32)
+            y = np.zeros((cfg.batch_size, cfg.crop_size, cfg.crop_size, cfg.out_channels), np.float32)
+            y[..., 0] = 1
+            for _ in range(2):  # warm-up
+                model.train_on_batch(x, y)
+            start = time.perf_counter()
+            for _ in range(steps):
+                model.train_on_batch(x, y)
+            train[name].append(1000 * (time.perf_counter() - start) / (steps * cfg.batch_size))
+            pred[name].append(training.predict_ms_per_crop(model, cfg.crop_size, cfg.batch_size))
+            print(f"round {round_ + 1}: {name} train {train[name][-1]:.1f}, predict {pred[name][-1]:.1f} ms per crop", flush=True)
+    return {name: {"ms_per_crop": float(np.median(train[name])), "predict_ms_per_crop": float(np.median(pred[name])),
+                   "train_rounds": train[name], "predict_rounds": pred[name],
+                   "crop_size": models[name][0].crop_size, "batch_size": models[name][0].batch_size}
+            for name in networks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only the quick-profile networks")
+    parser.add_argument("--table3", nargs="+", metavar="NETWORK", help="time these Table 3 networks instead")
+    parser.add_argument("--profile", default="cpu", help="profile of the --table3 networks")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="training steps per round and network")
+    parser.add_argument("--out", help="JSON file for the --table3 times")
     args = parser.parse_args()
+    if args.table3:
+        timings = time_table3(args.table3, args.profile, args.rounds, args.steps)
+        for name, t in timings.items():
+            print(f"{name} ({args.profile}): train {t['ms_per_crop']:.1f}, predict {t['predict_ms_per_crop']:.1f} ms per crop")
+        if args.out:
+            out = {"what": "Training and prediction ms per crop of Table 3 networks on an otherwise idle machine",
+                   "profile": args.profile, "rounds": args.rounds, "steps": args.steps, "networks": timings,
+                   "command": "python benchmarks/bench_training.py " + " ".join(sys.argv[1:]), **records.environment()}
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        return
     dataset = data.load_dataset("sample", verbose=False)
     print(f"backend {keras.backend.backend()}, devices {predict.available_devices() or ['cpu']}")
     rows = [("B1 quick (3 blocks F=16, 128x128)", config.training_config("B1", "quick"), 20),

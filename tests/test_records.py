@@ -74,6 +74,28 @@ def test_pipelines_trained_once_are_not_judged_before_any_seed_spread_is_measure
     assert table["M3B1 beats M2 and M1"]["verdict"] == "reproduced"
 
 
+def test_idle_timings_replace_the_records_times_for_the_speed_claim(tmp_path):
+    row = lambda table: {r["claim"]: r for r in table}["M7B5 as accurate and faster"]
+    assert row(records.findings(campaign()))["verdict"] == "reproduced"  # records: M7 10 vs M6 20 ms
+    stored = {"profile": "cpu", "date": "2026-11-29T03:00:00", "networks": {
+        "M7": {"ms_per_crop": 30.0, "predict_ms_per_crop": 2.0}, "M6": {"ms_per_crop": 20.0, "predict_ms_per_crop": 6.0},
+        "B5": {"ms_per_crop": 9.0, "predict_ms_per_crop": 3.0}, "B4": {"ms_per_crop": 19.0, "predict_ms_per_crop": 6.0}}}
+    (tmp_path / "speed.json").write_text(json.dumps(stored))
+    timings = records.read_timings(tmp_path / "speed.json")
+    speed = row(records.findings(campaign(), timings))
+    assert speed["verdict"] == "not reproduced", "M7 trains slower than M6 on the idle machine"
+    assert "M7 30.0/2.0 vs M6 20.0/6.0 ms per crop (train/predict, speed.json (cpu profile, 2026-11-29))" in speed["ours"]
+    # A network missing from the timing file: both sides of that comparison come from the records.
+    del stored["networks"]["M6"]
+    (tmp_path / "speed.json").write_text(json.dumps(stored))
+    partial = row(records.findings(campaign(), records.read_timings(tmp_path / "speed.json")))
+    assert partial["verdict"] == "reproduced" and "M7 10.0/3.0 vs M6 20.0/6.0 ms per crop (train/predict, training epochs)" in partial["ours"]
+    assert records.read_timings(tmp_path / "none.json") == {}
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="bad.json: not a timing file"):
+        records.read_timings(tmp_path / "bad.json")
+
+
 def test_tuned_records_are_not_used_for_findings_but_get_their_own_bars():
     rows = campaign() + [record("M3B1", 0.99, False, 0, tuned=True)]
     assert records.findings(rows) == records.findings(campaign())
