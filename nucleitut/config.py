@@ -266,6 +266,10 @@ class TrainingConfig:
     mixed_precision: bool
     seed: int
     lr_schedule: str = "paper"
+    #: Nucleus diameter (pixels, :func:`nucleitut.sizing.typical_diameter`) every training and
+    #: validation image is rescaled to before cropping (None: images as they are, as in the
+    #: paper). This project's option, not the paper's (see :func:`nucleitut.sizing.normalize_size`).
+    size_target: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

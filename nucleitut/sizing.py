@@ -29,6 +29,7 @@ __all__ = [
     "scale_for",
     "rescale_image",
     "rescale_labels",
+    "normalize_size",
     "TRAINING_DIAMETER",
     "SCALE_RANGE",
     "SCALE_TOLERANCE",
@@ -225,6 +226,33 @@ def rescale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if labels.shape != tuple(shape):
         labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(labels.dtype)
     return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+
+
+def normalize_size(image: np.ndarray, labels: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rescale an annotated image so that its true typical nucleus diameter becomes ``target``.
+
+    For training networks that see one nucleus size only (this project's option
+    ``TrainingConfig.size_target``; Cellpose trains on images rescaled to one diameter the
+    same way): the diameter is :func:`typical_diameter` of the true foreground, the scale is
+    clipped to :data:`SCALE_RANGE`, and images without nuclei stay as they are.
+
+    Returns
+    -------
+    image, labels, scale
+
+    >>> from skimage.morphology import disk
+    >>> labels = np.pad(disk(10), 10).astype(np.int32)                   # one nucleus, 21 px across
+    >>> image = np.repeat((labels * 200).astype(np.uint8)[..., None], 3, axis=-1)
+    >>> small, small_labels, scale = normalize_size(image, labels, 10.5)
+    >>> round(scale, 2), small.shape, round(typical_diameter(small_labels > 0))
+    (0.52, (21, 21, 3), 10)
+    """
+    diameter = typical_diameter(np.asarray(labels) > 0)
+    if diameter is None:
+        return image, labels, 1.0
+    scale = float(np.clip(target / diameter, *SCALE_RANGE))
+    resized = rescale_image(image, scale)
+    return resized, rescale_labels(labels, resized.shape[:2]), scale
 
 
 def _foreground(segmenter, image: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ import keras
 
 from . import config as config_module
 from . import data as data_module
-from . import losses, predict, targets, unet
+from . import losses, predict, sizing, targets, unet
 
 __all__ = [
     "AUGMENTATION_SETS",
@@ -388,6 +388,7 @@ def train(
     devices: int | None = None,
     workers: int = 1,
     verbose: bool = True,
+    initial_model: keras.Model | None = None,
 ) -> TrainResult:
     """Train one network; resume if ``directory`` holds an interrupted run.
 
@@ -404,6 +405,9 @@ def train(
         Data-parallel training on this many devices (see :func:`distribution_scope`).
     workers : int
         Worker processes of the input pipeline (1: in the training process).
+    initial_model : keras.Model, optional
+        Start from this network's weights (fine-tuning; same architecture) instead of a
+        random initialisation; a resumed run continues from its backup as always.
 
     Returns
     -------
@@ -420,9 +424,10 @@ def train(
     _set_precision(cfg)
 
     def crops_of(ids):
-        return training_crops(
-            [dataset.get(i)[0] for i in ids], [dataset.get(i)[1] for i in ids], size=cfg.crop_size
-        )
+        pairs = [dataset.get(i) for i in ids]
+        if cfg.size_target:  # this project's option: every image at one nucleus size
+            pairs = [sizing.normalize_size(image, labels, cfg.size_target)[:2] for image, labels in pairs]
+        return training_crops([p[0] for p in pairs], [p[1] for p in pairs], size=cfg.crop_size)
 
     train_crops, train_labels = crops_of(split.train)
     val_crops, val_labels = crops_of(split.val)
@@ -435,6 +440,8 @@ def train(
 
     with distribution_scope(devices):
         model = build_model(cfg, steps_per_epoch=len(train_seq))
+        if initial_model is not None:
+            model.set_weights(initial_model.get_weights())
     if verbose:
         print(
             f"Training {cfg.network} ({cfg.profile} profile): {cfg.blocks} blocks, F={cfg.filters}, "

@@ -152,6 +152,29 @@ def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split,
 
 
 @pytest.mark.slow
+def test_fine_tuning_starts_from_given_weights_on_size_normalized_images(sample, tiny_split, tmp_path, monkeypatch):
+    from nucleitut import sizing
+
+    seen = []
+    original = training.training_crops
+
+    def recording(images, labels, **kwargs):
+        seen.extend(sizing.typical_diameter(l > 0) for l in labels)
+        return original(images, labels, **kwargs)
+
+    monkeypatch.setattr(training, "training_crops", recording)
+    cfg = tiny_config(max_epochs=1, learning_rate=0.0, size_target=30.0)  # rate 0: the weights cannot move
+    start = training.build_model(cfg)
+    for variable in start.trainable_weights:  # weights no fresh initialisation would give
+        variable.assign(variable.numpy() + 0.5)
+    result = training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False, initial_model=start)
+    for before, after in zip(start.trainable_weights, result.model.trainable_weights):  # (batch statistics do move)
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+    assert len(seen) == 4 and all(abs(d - 30.0) <= 3.0 for d in seen), seen  # 3 training + 1 validation image
+    assert json.loads((tmp_path / "config.json").read_text())["size_target"] == 30.0
+
+
+@pytest.mark.slow
 def test_cosine_schedule_ends_training_at_one_percent_of_the_rate(sample, tiny_split, tmp_path):
     cfg = tiny_config(lr_schedule="cosine", max_epochs=3, learning_rate=1e-3)
     schedule = training.cosine_schedule(cfg, steps_per_epoch=10)

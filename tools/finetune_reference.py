@@ -1,0 +1,59 @@
+"""Fine-tune the reference networks on images rescaled to one nucleus size (size-normalised).
+
+The shipped reference networks learned every nucleus size of BBBC038v1 at once (the paper's
+way: images as they are). Their size handling must therefore guess which scale suits an
+image, and on halved test images it guesses badly (results/benchmarks/README.md). Networks
+trained on images that all show nuclei of one diameter (Cellpose trains this way) only need
+the image rescaled to that diameter, which a size estimate gives directly. This tool starts
+from the reference networks' weights and trains each network for a few more epochs on the
+training images rescaled so that their true typical nucleus diameter is the training median
+(``TrainingConfig.size_target``; :func:`nucleitut.sizing.normalize_size`), validation images
+likewise; everything else as the reference's configuration, with the learning rate lowered
+(``--lr-factor``; fine-tuning, this project's choice). Usage::
+
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python tools/finetune_reference.py \\
+        --out <models folder> --epochs 3
+
+The networks go to ``<out>/<profile>/<NET>/`` (the layout of ``NUCLEITUT_MODELS``), so
+``python -m nucleitut evaluate`` and ``tools/make_reference.py`` read them; an interrupted run
+resumes (training's own backup). ``benchmarks/check_size_normalized.py`` scores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nucleitut import data, pretrained, training  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="models folder (networks go to OUT/<profile>/<NET>/)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr-factor", type=float, default=0.1, help="times the reference's learning rate")
+    parser.add_argument("--networks", nargs="*", help="default: both networks of the reference pipeline")
+    args = parser.parse_args(argv)
+
+    models, info = pretrained.load_reference()
+    target = info["nucleus_size"]["median_diameter"]
+    dataset = data.load_dataset(profile=info["profile"])
+    for name in args.networks or list(models):
+        cfg = models[name].nucleitut_config
+        cfg = dataclasses.replace(cfg, size_target=target, max_epochs=args.epochs, learning_rate=cfg.learning_rate * args.lr_factor,
+                                  time_budget_s=None)
+        directory = Path(args.out) / cfg.profile / name
+        print(f"[{name}] fine-tuning the reference for {args.epochs} epochs on images rescaled to {target:.1f} px nuclei, "
+              f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
+        result = training.train(cfg, dataset, directory, initial_model=models[name])
+        print(f"[{name}] {result.epochs} epochs, best val_loss {result.best_val_loss:.4f}, {result.ms_per_crop:.1f} ms per crop",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
