@@ -16,7 +16,8 @@ likewise; everything else as the reference's configuration, with the learning ra
 
 The networks go to ``<out>/<profile>/<NET>/`` (the layout of ``NUCLEITUT_MODELS``), so
 ``python -m nucleitut evaluate`` and ``tools/make_reference.py`` read them; an interrupted run
-resumes (training's own backup). ``benchmarks/check_size_normalized.py`` scores them.
+resumes (training's own backup). ``--as-is`` is the control: the same fine-tuning on the
+images as they are, to tell the size normalisation from the extra epochs. ``benchmarks/check_size_normalized.py`` scores them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr-factor", type=float, default=0.1, help="times the reference's learning rate")
     parser.add_argument("--networks", nargs="*", help="default: both networks of the reference pipeline")
+    parser.add_argument("--as-is", action="store_true",
+                        help="the control: the same fine-tuning on the images as they are (no size normalisation)")
     args = parser.parse_args(argv)
 
     models, info = pretrained.load_reference()
@@ -44,10 +47,11 @@ def main(argv=None) -> int:
     dataset = data.load_dataset(profile=info["profile"])
     for name in args.networks or list(models):
         cfg = models[name].nucleitut_config
-        cfg = dataclasses.replace(cfg, size_target=target, max_epochs=args.epochs, learning_rate=cfg.learning_rate * args.lr_factor,
+        cfg = dataclasses.replace(cfg, size_target=None if args.as_is else target, max_epochs=args.epochs, learning_rate=cfg.learning_rate * args.lr_factor,
                                   time_budget_s=None)
         directory = Path(args.out) / cfg.profile / name
-        print(f"[{name}] fine-tuning the reference for {args.epochs} epochs on images rescaled to {target:.1f} px nuclei, "
+        what = "the images as they are" if args.as_is else f"images rescaled to {target:.1f} px nuclei"
+        print(f"[{name}] fine-tuning the reference for {args.epochs} epochs on {what}, "
               f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
         result = training.train(cfg, dataset, directory, initial_model=models[name])
         print(f"[{name}] {result.epochs} epochs, best val_loss {result.best_val_loss:.4f}, {result.ms_per_crop:.1f} ms per crop",
