@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import config, data, metrics, postprocess, predict, records
+from . import config, data, metrics, postprocess, predict, records, sizing
 
 __all__ = [
     "Segmenter",
@@ -79,6 +79,16 @@ class Segmenter:
                 if verbose:
                     print(f"Loading {network} ({self.profile} profile) from {directory.name}")
                 self.models[network] = predict.load_network(directory)
+        sizes = {getattr(getattr(self.models[n], "nucleitut_config", None), "size_target", None) for n in self.pipeline.networks}
+        if len(sizes) > 1:
+            raise ValueError(f"pipeline {self.pipeline.name}: its networks were trained at different nucleus sizes ({sizes})")
+        #: The nucleus diameter every training image was rescaled to (``TrainingConfig.size_target``),
+        #: or None for networks trained on images as they are (the paper's way).
+        self.size_target = sizes.pop()
+        #: Diameters :func:`nucleitut.segment.segment_image` leaves as they are
+        #: (:data:`nucleitut.sizing.TRAINING_SIZE_BAND`); None for size-normalised networks, which
+        #: get every image rescaled to their size.
+        self.size_band = None if self.size_target else sizing.TRAINING_SIZE_BAND
 
     def probabilities(self, image: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
         return {n: predict.predict_probabilities(self.models[n], image, tta) for n in self.pipeline.networks}

@@ -160,7 +160,9 @@ def load_networks(models=None, pipeline: str | None = None, profile: str | None 
     segmenter : nucleitut.evaluation.Segmenter
     target : float
         Training images' median nucleus diameter (:data:`nucleitut.sizing.TRAINING_DIAMETER`
-        when the models carry no statistics of their own).
+        when the models carry no statistics of their own), or for size-normalised networks the
+        diameter they were trained at (``segmenter.size_target``; ``segmenter.size_band`` is
+        then None: every image is rescaled to it).
     """
     from . import config, evaluation, predict
 
@@ -197,5 +199,7 @@ def load_networks(models=None, pipeline: str | None = None, profile: str | None 
     segmenter = evaluation.Segmenter(chosen, profile, models=models, verbose=False, settings=settings or None)
     if settings:
         segmenter.chosen_on = "reference.json"
+    if segmenter.size_target:  # size-normalised networks: their own training size is the target
+        target = segmenter.size_target
     return segmenter, float(target)
 

@@ -26,7 +26,9 @@ pixels). :func:`segment_image` handles both before the networks see the image:
    of the band to the training images' median (:func:`nucleitut.sizing.scale_for`), the
    estimate is repeated once at the new scale, the pipeline segments the rescaled image and
    the labels are mapped back to the original size (nearest neighbour). A ``diameter`` given
-   by the user is always rescaled to the median.
+   by the user is always rescaled to the median. Networks trained on images rescaled to one
+   nucleus size (this project's option ``TrainingConfig.size_target``,
+   ``tools/finetune_reference.py``) have no band: every image is rescaled to their size.
 
 The networks are the *reference networks* shipped in ``nucleitut/reference/`` (built by
 ``python tools/make_reference.py``; loaded by :mod:`nucleitut.pretrained`) unless ``models``
@@ -135,7 +137,7 @@ def segment_image(
     elif diameter is not None:
         scale, source = sizing.scale_for(diameter, target, band=None), "given"
     elif size:
-        diameter, scale = sizing.estimate_diameter(rgb, segmenter, target)
+        diameter, scale = sizing.estimate_diameter(rgb, segmenter, target, band=segmenter.size_band)
         source = "estimated" if diameter is not None else "no nuclei found"
     else:
         scale, source = 1.0, "not estimated"

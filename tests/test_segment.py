@@ -160,6 +160,26 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     assert native.scale == 1.0 and native.diameter is None
 
 
+def test_size_normalized_networks_get_every_image_rescaled_to_their_training_size():
+    import dataclasses
+
+    image, _ = discs_image(21, shape=(300, 300))  # inside the band: networks trained as usual leave it
+    assert sizing.TRAINING_SIZE_BAND[0] <= 21 <= sizing.TRAINING_SIZE_BAND[1]
+    usual = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
+    assert usual[0].size_band == sizing.TRAINING_SIZE_BAND and usual[0].size_target is None
+    assert segment.segment_image(image, tta=False, networks=usual).scale == 1.0
+
+    normalized = BrightnessNetwork()
+    normalized.nucleitut_config = dataclasses.replace(BrightnessNetwork.nucleitut_config, size_target=14.0)
+    networks = pretrained.load_networks({"B1": normalized}, "B1")
+    assert networks[1] == 14.0 and networks[0].size_band is None
+    result = segment.segment_image(image, tta=False, networks=networks)
+    assert result.diameter == pytest.approx(21, rel=0.1) and result.scale == pytest.approx(14.0 / result.diameter)
+    mixed = {"M6": tiny_networks()[0]["M6"], "B4": normalized}
+    with pytest.raises(ValueError, match="trained at different nucleus sizes"):
+        pretrained.load_networks(mixed, "M6B4")
+
+
 class FragmentingNetwork(BrightnessNetwork):
     """Like :class:`BrightnessNetwork`, but objects wider than 30 px in its input come out cut
     into 10-px pieces: the failure of a real network on nuclei far larger than in training."""
