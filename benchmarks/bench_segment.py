@@ -61,6 +61,27 @@ def rescaled(image, labels, factor):
             resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32))
 
 
+def band_run_versions(dataset, band_run, rows, factors=None, limit=None):
+    """The validation images of a band run (``choose_size_band.py``) at its factors, for checks
+    that resume: yields ``(factor_name, row, image, labels)`` for the images not yet in
+    ``rows[factor_name]`` (dicts by image id that the caller fills), and prints each factor's
+    count and time."""
+    for factor_name, band_rows in band_run["rows"].items():
+        if factors and factor_name not in factors:
+            continue
+        done = rows.setdefault(factor_name, {})
+        factor = float(factor_name[1:])
+        start = time.perf_counter()
+        for row in band_rows[:limit]:
+            if row["id"] in done:
+                continue
+            image, labels = dataset.get(row["id"])
+            if factor != 1.0:
+                image, labels = rescaled(image, labels, factor)
+            yield factor_name, row, image, labels
+        print(f"{factor_name}: {len(done)} images ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
 def stratified(ids, kinds, limit):
     """At most ``limit`` of ``ids``, the first of every image type in turn (``kinds``: id -> type)."""
     by_kind = {k: [i for i in ids if kinds[i] == k] for k in sorted(set(kinds.values()))}

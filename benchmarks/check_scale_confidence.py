@@ -37,14 +37,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import rescaled  # noqa: E402
+from bench_segment import band_run_versions  # noqa: E402
 
 from nucleitut import data, metrics, pretrained, records, sizing  # noqa: E402
 
@@ -137,32 +136,20 @@ def main(argv=None) -> int:
            "steps": list(STEPS), "tta": False, "flip": args.flip, "rows": {}}
     if Path(args.out).exists():
         out["rows"] = json.loads(Path(args.out).read_text())["rows"]
-    for factor_name, band_rows in band_run["rows"].items():
-        if args.factors and factor_name not in args.factors:
-            continue
-        rows = out["rows"].setdefault(factor_name, {})
-        factor = float(factor_name[1:])
-        start = time.perf_counter()
-        for row in band_rows[: args.limit]:
-            if row["id"] in rows:
-                continue
-            image, labels = dataset.get(row["id"])
-            if factor != 1.0:
-                image, labels = rescaled(image, labels, factor)
-            d = row["diameter"]
-            entry = {"diameter": d, "library_scale": sizing.scale_for(d, target), "candidates": []}
-            for scale in candidates(image.shape, d, target):
-                big = sizing.rescale_image(image, scale)
-                probs = segmenter.probabilities(big)
-                flipped = ({n: p[:, ::-1] for n, p in segmenter.probabilities(np.ascontiguousarray(big[:, ::-1])).items()}
-                           if args.flip else None)
-                found = segmenter.labels_from(probs)
-                score = metrics.kaggle_score(labels, sizing.rescale_labels(found, labels.shape))
-                entry["candidates"].append({"scale": scale, "score": score,
-                                            "measures": confidence(probs, found, marker_name, mask_name, mask_threshold, flipped)})
-            rows[row["id"]] = entry
-            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-        print(f"{factor_name}: {len(rows)} images ({time.perf_counter() - start:.0f} s)", flush=True)
+    for factor_name, row, image, labels in band_run_versions(dataset, band_run, out["rows"], args.factors, args.limit):
+        d = row["diameter"]
+        entry = {"diameter": d, "library_scale": sizing.scale_for(d, target), "candidates": []}
+        for scale in candidates(image.shape, d, target):
+            big = sizing.rescale_image(image, scale)
+            probs = segmenter.probabilities(big)
+            flipped = ({n: p[:, ::-1] for n, p in segmenter.probabilities(np.ascontiguousarray(big[:, ::-1])).items()}
+                       if args.flip else None)
+            found = segmenter.labels_from(probs)
+            score = metrics.kaggle_score(labels, sizing.rescale_labels(found, labels.shape))
+            entry["candidates"].append({"scale": scale, "score": score,
+                                        "measures": confidence(probs, found, marker_name, mask_name, mask_threshold, flipped)})
+        out["rows"][factor_name][row["id"]] = entry
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     out.update(scores=summarize(out["rows"]), command="python benchmarks/check_scale_confidence.py " + " ".join(sys.argv[1:]),
                **records.environment())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import rescaled  # noqa: E402
+from bench_segment import band_run_versions  # noqa: E402
 
 from nucleitut import data, metrics, pretrained, records, sizing  # noqa: E402
 
@@ -57,28 +56,18 @@ def main(argv=None) -> int:
            "target_px": target, "tta": False, "rows": {}}
     if Path(args.out).exists():
         out["rows"] = json.loads(Path(args.out).read_text())["rows"]
-    for factor_name, band_rows in band_run["rows"].items():
-        rows = out["rows"].setdefault(factor_name, {})
-        factor = float(factor_name[1:])
-        start = time.perf_counter()
-        for row in band_rows[: args.limit]:
-            if row["id"] in rows:
-                continue
-            image, labels = dataset.get(row["id"])
-            if factor != 1.0:
-                image, labels = rescaled(image, labels, factor)
-            diameter, _ = sizing.estimate_diameter(image, segmenter, target, band=None)
-            true_diameter = sizing.typical_diameter(labels > 0)
-            scales = {"estimated": sizing.scale_for(diameter, target, band=None),
-                      "true_size": sizing.scale_for(true_diameter, target, band=None), "as_is": 1.0}
-            entry = {"diameter": diameter, "true_diameter": true_diameter}
-            for kind, scale in scales.items():
-                found = segmenter(sizing.rescale_image(image, scale))
-                entry[kind] = metrics.kaggle_score(labels, sizing.rescale_labels(found, labels.shape))
-                entry[kind + "_scale"] = scale
-            rows[row["id"]] = entry
-            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-        print(f"{factor_name}: {len(rows)} images ({time.perf_counter() - start:.0f} s)", flush=True)
+    for factor_name, row, image, labels in band_run_versions(dataset, band_run, out["rows"], limit=args.limit):
+        diameter, _ = sizing.estimate_diameter(image, segmenter, target, band=None)
+        true_diameter = sizing.typical_diameter(labels > 0)
+        scales = {"estimated": sizing.scale_for(diameter, target, band=None),
+                  "true_size": sizing.scale_for(true_diameter, target, band=None), "as_is": 1.0}
+        entry = {"diameter": diameter, "true_diameter": true_diameter}
+        for kind, scale in scales.items():
+            found = segmenter(sizing.rescale_image(image, scale))
+            entry[kind] = metrics.kaggle_score(labels, sizing.rescale_labels(found, labels.shape))
+            entry[kind + "_scale"] = scale
+        out["rows"][factor_name][row["id"]] = entry
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
     scores = {f: {k: float(np.mean([e[k] for e in rows.values()])) for k in KINDS} for f, rows in out["rows"].items()}
     reference = json.loads(Path(args.reference_run).read_text())["scores"] if Path(args.reference_run).exists() else {}
