@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage import measure
 
 import keras
 
@@ -62,7 +63,13 @@ AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
 
 
 def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator):
-    """Zoom image (linear) and labels (nearest) by ``factor``; crop or pad back to size."""
+    """Zoom image (linear) and labels (nearest) by ``factor``; crop or pad back to size.
+
+    A shrunk crop is padded by mirroring, image and labels alike, so that a nucleus seen in
+    the mirrored margin is labelled there too; each mirrored copy becomes an object of its
+    own (``skimage.measure.label`` of equal-valued regions), and a nucleus cut by the edge
+    joins its mirror image into one object, as the image shows it.
+    """
     size = labels.shape
     zoomed_image = ndi.zoom(image, (factor, factor, 1), order=1)
     zoomed_labels = ndi.zoom(labels, (factor, factor), order=0)
@@ -71,7 +78,8 @@ def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.rando
         x = int(rng.integers(0, zoomed_labels.shape[1] - size[1] + 1))
         return zoomed_image[y : y + size[0], x : x + size[1]], zoomed_labels[y : y + size[0], x : x + size[1]]
     pads = [(0, size[0] - zoomed_labels.shape[0]), (0, size[1] - zoomed_labels.shape[1])]
-    return np.pad(zoomed_image, pads + [(0, 0)], mode="reflect"), np.pad(zoomed_labels, pads, mode="constant")
+    padded_labels = measure.label(np.pad(zoomed_labels, pads, mode="reflect"), background=0, connectivity=1)
+    return np.pad(zoomed_image, pads + [(0, 0)], mode="reflect"), padded_labels.astype(labels.dtype)
 
 
 def augment(

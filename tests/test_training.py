@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from skimage import measure
 
 from nucleitut import config, data, predict, targets, training
 
@@ -110,6 +111,31 @@ def test_augmentation_moves_image_and_labels_together():
     assert any(not np.array_equal(lab, labels) for _, lab in changed)
     with pytest.raises(ValueError, match="unknown augmentation"):
         training.augment(image, labels, ("twist",), rng)
+
+
+@pytest.mark.parametrize("factor", [0.8, 0.9, 1.1, 1.25])
+def test_rescaled_crop_labels_every_nucleus_the_image_shows(factor):
+    # Nucleus 2 touches the crop's lower right corner: shrinking pads the crop by mirroring,
+    # and the mirrored part of the nucleus must be labelled where the image shows it.
+    labels = np.zeros((32, 32), np.int32)
+    labels[2:9, 3:20] = 1
+    labels[15:32, 20:32] = 2
+    labels[2:6, 28:31] = 3
+    image = np.repeat((labels > 0).astype(np.float32)[..., None] * 2 - 1, 3, axis=-1)
+    out_image, out_labels = training._rescale(image, labels, factor, np.random.default_rng(0))
+    assert out_image.shape == image.shape and out_labels.shape == labels.shape
+    shown = out_image[..., 0] > 0
+    assert np.mean(shown != (out_labels > 0)) < 0.02, "image and labels disagree on the foreground"
+    if factor < 1:
+        margin = slice(int(round(32 * factor)), None)
+        assert shown[margin, margin].any() and (out_labels[margin, margin] > 0).any()
+    # every object is one connected piece: the mirrored copy of nucleus 3 (near the right
+    # edge, not touching it) is an object of its own, nucleus 2 and its mirror image are one
+    for value in np.unique(out_labels[out_labels > 0]):
+        assert measure.label(out_labels == value, connectivity=1).max() == 1, value
+    if factor < 1:
+        near_edge = out_labels[:8, 20:]
+        assert len(np.unique(near_edge[near_edge > 0])) == 2, "nucleus 3 and its mirrored copy"
 
 
 def test_crop_sequence_is_repeatable_and_targets_follow_augmented_labels(sample, tiny_split):
