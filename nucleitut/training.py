@@ -55,11 +55,18 @@ __all__ = [
 #: noise, scaling and blur; set b: only the geometric ones that never change pixel values.
 #: The paper names the operations only; probabilities and ranges (see :func:`augment`) are
 #: this project's choice.
+#: Set ``wide`` is this project's, not the paper's: the geometric operations of set b and
+#: rescaling by 0.5-2 (log-uniform), for networks that hold up on nuclei of other sizes
+#: (issue 13's halved images; ``tools/finetune_reference.py --augmentation wide``).
 AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
     "none": (),
     "a": ("flip_lr", "flip_ud", "rot90", "noise", "scale", "blur"),
     "b": ("flip_lr", "flip_ud", "rot90"),
+    "wide": ("flip_lr", "flip_ud", "rot90", "wide_scale"),
 }
+#: Range of the scale factors of ``scale`` (uniform) and ``wide_scale`` (log-uniform).
+SCALE_RANGE = (0.8, 1.25)
+WIDE_SCALE_RANGE = (0.5, 2.0)
 
 
 def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator):
@@ -90,7 +97,8 @@ def augment(
     Geometric operations (``flip_lr``, ``flip_ud``, ``rot90``, ``scale``) move image and
     labels alike, so targets computed afterwards stay consistent; ``noise`` and ``blur``
     change only the image. This project's choices (the paper gives none): each operation is
-    applied with probability 0.5, rotations by 90, 180 or 270 degrees, scale factors 0.8-1.25,
+    applied with probability 0.5, rotations by 90, 180 or 270 degrees, scale factors 0.8-1.25
+    (``wide_scale``: 0.5-2, log-uniform),
     blur sigma 0.5-1.5 px, noise standard deviation 0.01-0.08 (on the [-1, 1] scale).
 
     Parameters
@@ -106,7 +114,7 @@ def augment(
     -------
     image, labels : augmented copies of the same shapes
     """
-    unknown = set(operations) - set(AUGMENTATION_SETS["a"])
+    unknown = set(operations) - {op for ops in AUGMENTATION_SETS.values() for op in ops}
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
     for op in operations:
@@ -120,7 +128,9 @@ def augment(
             k = int(rng.integers(1, 4)) if image.shape[0] == image.shape[1] else 2
             image, labels = np.rot90(image, k), np.rot90(labels, k)
         elif op == "scale":
-            image, labels = _rescale(image, labels, float(rng.uniform(0.8, 1.25)), rng)
+            image, labels = _rescale(image, labels, float(rng.uniform(*SCALE_RANGE)), rng)
+        elif op == "wide_scale":
+            image, labels = _rescale(image, labels, float(np.exp(rng.uniform(*np.log(WIDE_SCALE_RANGE)))), rng)
         elif op == "blur":
             image = ndi.gaussian_filter(image, sigma=(float(rng.uniform(0.5, 1.5)),) * 2 + (0,))
         elif op == "noise":

@@ -18,6 +18,9 @@ The networks go to ``<out>/<profile>/<NET>/`` (the layout of ``NUCLEITUT_MODELS`
 ``python -m nucleitut evaluate`` and ``tools/make_reference.py`` read them; an interrupted run
 resumes (training's own backup). ``--as-is`` is the control: the same fine-tuning on the
 images as they are, to tell the size normalisation from the extra epochs. ``benchmarks/check_size_normalized.py`` scores them.
+``--as-is --augmentation wide`` fine-tunes on the images as they are with this project's
+scale augmentation (0.5-2, :data:`nucleitut.training.AUGMENTATION_SETS`), for networks that
+hold up when the size handling misses the best scale.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--networks", nargs="*", help="default: both networks of the reference pipeline")
     parser.add_argument("--as-is", action="store_true",
                         help="the control: the same fine-tuning on the images as they are (no size normalisation)")
+    parser.add_argument("--augmentation", choices=sorted(training.AUGMENTATION_SETS),
+                        help="augmentation set (default: the reference's own)")
     args = parser.parse_args(argv)
 
     models, info = pretrained.load_reference()
@@ -48,9 +53,9 @@ def main(argv=None) -> int:
     for name in args.networks or list(models):
         cfg = models[name].nucleitut_config
         cfg = dataclasses.replace(cfg, size_target=None if args.as_is else target, max_epochs=args.epochs, learning_rate=cfg.learning_rate * args.lr_factor,
-                                  time_budget_s=None)
+                                  time_budget_s=None, augmentation=args.augmentation or cfg.augmentation)
         directory = Path(args.out) / cfg.profile / name
-        what = "the images as they are" if args.as_is else f"images rescaled to {target:.1f} px nuclei"
+        what = ("the images as they are" if args.as_is else f"images rescaled to {target:.1f} px nuclei") + f", augmentation {cfg.augmentation}"
         print(f"[{name}] fine-tuning the reference for {args.epochs} epochs on {what}, "
               f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
         result = training.train(cfg, dataset, directory, initial_model=models[name])
