@@ -9,7 +9,10 @@ validation images of the band run, at the factors 1, 0.5, 2 and 3 of ``choose_si
 * ``estimated``: rescaled by the size estimate of the fine-tuned networks, to the median;
 * ``true_size``: rescaled by its *true* typical diameter to the median (what a perfect
   estimate would give);
-* ``as_is``: not rescaled.
+* ``as_is``: not rescaled;
+* ``library``: rescaled by the shipped rule (the same estimate, the band
+  :data:`nucleitut.sizing.TRAINING_SIZE_BAND`, halfway to the median), for networks that were
+  not size-normalised (``finetune_reference.py --as-is``, with or without ``--augmentation wide``).
 
 The shipped reference networks on the same images, settings and passes are in
 ``scale_confidence_validation.json`` (``check_scale_confidence.py``): its ``library`` column
@@ -34,7 +37,7 @@ from bench_segment import band_run_versions  # noqa: E402
 
 from nucleitut import data, metrics, pretrained, records, sizing  # noqa: E402
 
-KINDS = ("estimated", "true_size", "as_is")
+KINDS = ("estimated", "true_size", "as_is", "library")
 
 
 def main(argv=None) -> int:
@@ -60,16 +63,21 @@ def main(argv=None) -> int:
         diameter, _ = sizing.estimate_diameter(image, segmenter, target, band=None)
         true_diameter = sizing.typical_diameter(labels > 0)
         scales = {"estimated": sizing.scale_for(diameter, target, band=None),
-                  "true_size": sizing.scale_for(true_diameter, target, band=None), "as_is": 1.0}
+                  "true_size": sizing.scale_for(true_diameter, target, band=None), "as_is": 1.0,
+                  "library": sizing.scale_for(diameter, target)}
         entry = {"diameter": diameter, "true_diameter": true_diameter}
+        scored = {}  # by scale: the kinds often agree on one
         for kind, scale in scales.items():
-            found = segmenter(sizing.rescale_image(image, scale))
-            entry[kind] = metrics.kaggle_score(labels, sizing.rescale_labels(found, labels.shape))
+            if scale not in scored:
+                found = segmenter(sizing.rescale_image(image, scale))
+                scored[scale] = metrics.kaggle_score(labels, sizing.rescale_labels(found, labels.shape))
+            entry[kind] = scored[scale]
             entry[kind + "_scale"] = scale
         out["rows"][factor_name][row["id"]] = entry
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
-    scores = {f: {k: float(np.mean([e[k] for e in rows.values()])) for k in KINDS} for f, rows in out["rows"].items()}
+    scores = {f: {k: float(np.mean([e[k] for e in rows.values()])) for k in KINDS if all(k in e for e in rows.values())}
+              for f, rows in out["rows"].items()}
     reference = json.loads(Path(args.reference_run).read_text())["scores"] if Path(args.reference_run).exists() else {}
     for f, entry in scores.items():
         if f in reference:
