@@ -284,9 +284,12 @@ def figure9(records: Sequence[dict], ax=None, title: str | None = None, referenc
 
 #: The verdicts :func:`findings` can give.
 VERDICTS = ("reproduced", "not reproduced", "within the seed spread", "seed spread not measured yet", "not measured yet")
-#: The verdict of a comparison of pipelines trained once each while no pipeline has been trained
-#: with several seeds: the difference is known, the spread it must be weighed against is not.
+#: The verdict of a comparison while no pipeline has been trained with :data:`MIN_SEEDS` seeds:
+#: the difference is known, the spread it must be weighed against is not.
 UNJUDGED = "seed spread not measured yet"
+#: Trainings of one pipeline that make its min-max range count as a measured seed spread (this
+#: project's choice: the range of two trainings is one difference, which says little).
+MIN_SEEDS = 3
 
 
 def _stats(records, pipeline, tta):
@@ -298,8 +301,8 @@ def _stats(records, pipeline, tta):
 
 
 def _typical_spread(records, tta) -> float:
-    """Median min-max range over the pipelines trained with more than one seed (0 if none)."""
-    ranges = [row["max"] - row["min"] for row in summary(select(records, tta=tta)) if row["n_seeds"] > 1]
+    """Median min-max range over the pipelines trained with :data:`MIN_SEEDS` seeds or more (0 if none)."""
+    ranges = [row["max"] - row["min"] for row in summary(select(records, tta=tta)) if row["n_seeds"] >= MIN_SEEDS]
     return float(np.median(ranges)) if ranges else 0.0
 
 
@@ -310,18 +313,19 @@ def _describe(name, stats):
 
 def compare(records: Sequence[dict], better: str, worse: str, tta: bool) -> dict:
     """Is ``better`` ahead of ``worse``? The verdict weighs the difference of the means against
-    the seed spread: the larger of the two pipelines' min-max ranges, or, for pipelines
-    trained once, the typical range of the multi-seed pipelines (:func:`findings`)."""
+    the seed spread: the larger of the two pipelines' min-max ranges when both have
+    :data:`MIN_SEEDS` seeds, otherwise the typical range of the pipelines that have
+    (:func:`findings`)."""
     a, b = _stats(records, better, tta), _stats(records, worse, tta)
     if a is None or b is None:
         missing = [n for n, s in ((better, a), (worse, b)) if s is None]
         return {"ours": f"no record for {', '.join(missing)}", "verdict": "not measured yet", "difference": None}
     difference = a["mean"] - b["mean"]
-    if min(a["n"], b["n"]) > 1:
+    if min(a["n"], b["n"]) >= MIN_SEEDS:
         spread = max(a["max"] - a["min"], b["max"] - b["min"])
-    elif any(row["n_seeds"] > 1 for row in summary(select(records, tta=tta))):
+    elif any(row["n_seeds"] >= MIN_SEEDS for row in summary(select(records, tta=tta))):
         spread = _typical_spread(records, tta)
-    else:  # nothing trained twice yet: no spread to weigh the difference against
+    else:  # no pipeline trained often enough yet: no spread to weigh the difference against
         return {"ours": f"{_describe(better, a)} vs {_describe(worse, b)}", "verdict": UNJUDGED, "difference": difference}
     if abs(difference) <= spread:
         verdict = "within the seed spread"
@@ -376,9 +380,9 @@ def findings(records: Sequence[dict], timings: dict[str, dict] | None = None) ->
     One row per claim: ``claim`` (short), ``paper`` (the paper's words), ``ours`` (the numbers
     behind the verdict) and ``verdict`` (one of :data:`VERDICTS`). Scores are means over the
     seeds of each pipeline on the same test images; a difference smaller than the seed
-    spread (see :func:`compare`) is "within the seed spread", and one between pipelines
-    trained once while no pipeline has several seeds is "seed spread not measured yet" (the
-    numbers show its direction). Records tuned on validation
+    spread (see :func:`compare`) is "within the seed spread", and one made while no pipeline
+    has :data:`MIN_SEEDS` seeds is "seed spread not measured yet" (the numbers show its
+    direction). Records tuned on validation
     images are not used. Nothing here is typed by hand: every verdict is computed.
 
     ``timings`` (:func:`read_timings`: times measured on an idle machine) replace the
@@ -412,7 +416,7 @@ def findings(records: Sequence[dict], timings: dict[str, dict] | None = None) ->
                       "verdict": "not measured yet"}]
     elif gains:
         improved = [p for p, g in gains if g > 0]
-        spread = _typical_spread(records, False)  # 0 while nothing is trained twice: any loss counts
+        spread = _typical_spread(records, False)  # 0 while no spread is measured: any loss counts
         worse = [p for p, g in gains if g < -spread]
         verdict = "reproduced" if len(improved) == len(gains) else ("not reproduced" if worse else "within the seed spread")
         ours = f"TTA raised the mean score of {len(improved)} of {len(gains)} pipelines (median gain {np.median([g for _, g in gains]):+.3f})"
