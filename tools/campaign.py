@@ -35,7 +35,8 @@ from pathlib import Path
 
 #: Networks trained again because their training changed: name -> (date of the change, commit).
 #: Set a's rescaling labelled the mirrored margin of a shrunk crop as background (fixed in 58e6ef4).
-RETRAIN = {"B2": ("2026-11-29T06:14:11+00:00", "58e6ef4"), "M4": ("2026-11-29T06:14:11+00:00", "58e6ef4")}
+SET_A_FIX = ("2026-11-29T06:14:11+00:00", "58e6ef4")
+RETRAIN = {"B2": SET_A_FIX, "M4": SET_A_FIX}
 
 #: (network, seed) in the order they are trained; the networks of RETRAIN come last (seed 0).
 PLAN = (
@@ -63,7 +64,7 @@ def record_exists(results: Path, profile: str, pipeline: str, seed: int, tuned: 
 
 
 def trained_before_change(network: str, directory: Path) -> bool:
-    """The network in ``directory`` finished training before its change in :data:`RETRAIN`."""
+    """The network in ``directory`` finished training (modification time of its timing.json) before its change in :data:`RETRAIN`."""
     timing = directory / "timing.json"
     if network not in RETRAIN or not timing.exists():
         return False
