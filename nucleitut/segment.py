@@ -29,6 +29,11 @@ pixels). :func:`segment_image` handles both before the networks see the image:
    by the user is always rescaled to the median. Networks trained on images rescaled to one
    nucleus size (this project's option ``TrainingConfig.size_target``,
    ``tools/finetune_reference.py``) have no band: every image is rescaled to their size.
+3. **Large images.** The size of an image with a side over 2048 pixels is estimated in four
+   windows of 1024x1024 (:func:`nucleitut.sizing.estimate_windows`), and an image with a
+   side over 2304 pixels at the networks' scale is segmented in overlapping blocks
+   (:func:`nucleitut.blocks.label_in_blocks`), so memory grows with the image and its
+   labels only, not with the networks' outputs.
 
 The networks are the *reference networks* shipped in ``nucleitut/reference/`` (built by
 ``python tools/make_reference.py``; loaded by :mod:`nucleitut.pretrained`) unless ``models``
@@ -53,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images, pretrained, sizing
+from . import blocks, images, pretrained, sizing
 
 __all__ = [
     "segment",
@@ -141,7 +146,12 @@ def segment_image(
         source = "estimated" if diameter is not None else "no nuclei found"
     else:
         scale, source = 1.0, "not estimated"
-    labels = segmenter(sizing.rescale_image(rgb, scale), tta=tta)
+    resized = sizing.rescale_image(rgb, scale)
+    if blocks.needs_blocks(resized.shape):  # bounded memory for large images
+        labels = blocks.label_in_blocks(lambda block: segmenter(block, tta=tta), resized)
+    else:
+        labels = segmenter(resized, tta=tta)
+    del resized
     labels = sizing.rescale_labels(labels, rgb.shape[:2])
     return SegmentationResult(labels, name, diameter, source, float(scale), intensity, time.perf_counter() - start, rgb)
 

@@ -38,6 +38,8 @@ __all__ = [
     "PROBE_SCALES",
     "MIN_PROBE_DIAMETER",
     "combine_probes",
+    "estimate_windows",
+    "ESTIMATE_WINDOW",
 ]
 
 #: Bounds of the rescaling factor: beyond them the image would be too coarse to hold
@@ -57,6 +59,10 @@ PROBE_SCALES = (1.0, 0.5, 0.25)
 #: 25 % of the truth summed over the scales 0.5, 1, 2, 3: 3.46 and 3.37; median log error
 #: 0.276 and 0.271); 10 keeps the halved images as well estimated as the native probe alone.
 MIN_PROBE_DIAMETER = 10.0
+#: Large images are measured in four windows of this side (:func:`estimate_windows`): this
+#: project's choice, so that the size estimate of an 8000x8000 image costs what a 2048x2048
+#: image costs.
+ESTIMATE_WINDOW = 1024
 #: A shrunk probe is skipped when the image's shorter side would fall under this many pixels.
 MIN_PROBE_SIDE = 32
 #: Median over the training images of :func:`typical_diameter` of their true nuclei, in
@@ -302,7 +308,10 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     vanish in the shrunk probes) the native probe alone. When the estimate asks for
     rescaling, a second pass at the new scale measures again: a network sees nuclei of
     training size best, so when the two disagree by more than
-    :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used.
+    :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used. An image with a
+    side over twice :data:`ESTIMATE_WINDOW` is measured in four windows of that size
+    (:func:`estimate_windows`), and the median of their estimates is the image's, so the
+    estimate costs the same for every large image.
 
     Returns
     -------
@@ -311,14 +320,44 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     scale : float
         :func:`scale_for` of the diameter: 1 when it lies within ``band``.
     """
+    if max(image.shape[:2]) > 2 * ESTIMATE_WINDOW:
+        found = [d for d in (_estimate(window, segmenter, target) for window in estimate_windows(image)) if d is not None]
+        diameter = float(np.median(found)) if found else None
+    else:
+        diameter = _estimate(image, segmenter, target)
+    if diameter is None:
+        return None, 1.0
+    return diameter, scale_for(diameter, target, band)
+
+
+def estimate_windows(image: np.ndarray, side: int = None) -> list[np.ndarray]:
+    """Four windows of ``side`` (default :data:`ESTIMATE_WINDOW`) pixels, one around the
+    centre of each quarter of the image, where :func:`estimate_diameter` measures a large image.
+
+    >>> [w.shape for w in estimate_windows(np.zeros((100, 40)), side=30)]
+    [(30, 20), (30, 20), (30, 20), (30, 20)]
+    """
+    side = side or ESTIMATE_WINDOW
+    height, width = image.shape[:2]
+    windows = []
+    for cy in (height // 4, 3 * height // 4):
+        for cx in (width // 4, 3 * width // 4):
+            top = int(np.clip(cy - side // 2, 0, max(0, height - side)))
+            left = int(np.clip(cx - side // 2, 0, max(0, width - side)))
+            windows.append(image[top : top + min(side, height // 2), left : left + min(side, width // 2)])
+    return windows
+
+
+def _estimate(image: np.ndarray, segmenter, target: float) -> float | None:
+    """The probes and the second pass of :func:`estimate_diameter` on one image."""
     diameter = combine_probes({probe: typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1)))
                                for probe in PROBE_SCALES
                                if probe == 1.0 or min(image.shape[:2]) * probe >= MIN_PROBE_SIDE})
     if diameter is None:
-        return None, 1.0
+        return None
     scale = scale_for(diameter, target, band=None)
     if scale != 1.0:  # the second pass looks again at the size the probes suggest
         second = typical_diameter(_foreground(segmenter, rescale_image(image, scale, order=1)))
         if second is not None and not 1 / SECOND_PASS_DISAGREEMENT <= (second / scale) / diameter <= SECOND_PASS_DISAGREEMENT:
             diameter = second / scale
-    return diameter, scale_for(diameter, target, band)
+    return diameter
