@@ -1,4 +1,4 @@
-"""Command line: ``python -m nucleitut {train,evaluate,segment,figure9} ...``.
+"""Command line: ``python -m nucleitut {train,evaluate,segment,finetune,figure9} ...``.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
     python -m nucleitut evaluate M3B1 M2 --tta both
     python -m nucleitut evaluate M6B4 --tune      # thresholds chosen on the validation split
     python -m nucleitut segment my_images/ my_labels/          # reference networks, never trains
+    python -m nucleitut finetune my_annotated/ my_networks/    # reference networks trained further on yours
+    python -m nucleitut segment my_images/ my_labels/ --models my_networks/
     python -m nucleitut figure9 --out figure9.png
 
 The profile comes from ``--profile`` or ``NUCLEITUT_PROFILE`` (default ``quick``); data from
@@ -172,6 +174,22 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    """Fine-tune the reference networks on annotated images; store them as a reference folder."""
+    from . import data, finetune
+
+    out = Path(args.output)
+    if (out / "reference.json").exists() and not args.overwrite:
+        print(f"error: {out / 'reference.json'}: exists; use --overwrite to replace it", file=sys.stderr)
+        return 2
+    dataset = data.load_dataset(args.data)
+    written = finetune.finetune_reference(dataset, out, epochs=args.epochs, lr_factor=args.lr_factor, reference=args.reference,
+                                          val_fraction=args.val_fraction)
+    print(f"Saved the fine-tuned networks to {written.parent}; segment with "
+          f"`python -m nucleitut segment IMAGES OUTPUT --models {written.parent}`")
+    return 0
+
+
 def cmd_figure9(args) -> int:
     import matplotlib
 
@@ -197,6 +215,8 @@ def cmd_figure9(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .finetune import EPOCHS, LR_FACTOR
+
     parser = argparse.ArgumentParser(prog="python -m nucleitut", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -250,6 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--normalize", action="store_true", help="stretch every image between its 1st and 99.8th percentiles (also bright 8-bit ones)")
     segment.add_argument("--overlay", action="store_true", help=argparse.SUPPRESS)  # older commands: overlays are always written
     segment.set_defaults(func=cmd_segment)
+
+    tune = commands.add_parser(
+        "finetune", help="train the reference networks further on your annotated images (Kaggle layout)",
+        description="Starts from the reference networks' weights, trains each network on the annotated images "
+        "rescaled to the reference's nucleus size, and writes a reference folder for `segment --models`.",
+    )
+    tune.add_argument("data", help="folder or zip of annotated images: <id>/images/<id>.png and <id>/masks/*.png")
+    tune.add_argument("output", help="folder for the fine-tuned networks")
+    tune.add_argument("--epochs", type=int, default=EPOCHS, help=f"maximum number of epochs (default {EPOCHS})")
+    tune.add_argument("--lr-factor", type=float, default=LR_FACTOR, help=f"times the reference's learning rate (default {LR_FACTOR})")
+    tune.add_argument("--val-fraction", type=float, default=0.2, help="share of the images kept for validation (at least one)")
+    tune.add_argument("--reference", help="reference folder to start from (default: the shipped one)")
+    tune.add_argument("--overwrite", action="store_true", help="replace an existing reference folder in OUTPUT")
+    tune.set_defaults(func=cmd_finetune)
 
     figure = commands.add_parser("figure9", help="draw the Figure 9 chart from the JSON records")
     figure.add_argument("--results", help="folder of the records (default as for evaluate)")

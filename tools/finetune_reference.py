@@ -26,20 +26,19 @@ hold up when the size handling misses the best scale.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nucleitut import data, pretrained, training  # noqa: E402
+from nucleitut import data, finetune, pretrained, training  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="models folder (networks go to OUT/<profile>/<NET>/)")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr-factor", type=float, default=0.1, help="times the reference's learning rate")
+    parser.add_argument("--lr-factor", type=float, default=finetune.LR_FACTOR, help="times the reference's learning rate")
     parser.add_argument("--networks", nargs="*", help="default: both networks of the reference pipeline")
     parser.add_argument("--as-is", action="store_true",
                         help="the control: the same fine-tuning on the images as they are (no size normalisation)")
@@ -50,17 +49,9 @@ def main(argv=None) -> int:
     models, info = pretrained.load_reference()
     target = info["nucleus_size"]["median_diameter"]
     dataset = data.load_dataset(profile=info["profile"])
-    for name in args.networks or list(models):
-        cfg = models[name].nucleitut_config
-        cfg = dataclasses.replace(cfg, size_target=None if args.as_is else target, max_epochs=args.epochs, learning_rate=cfg.learning_rate * args.lr_factor,
-                                  time_budget_s=None, augmentation=args.augmentation or cfg.augmentation)
-        directory = Path(args.out) / cfg.profile / name
-        what = ("the images as they are" if args.as_is else f"images rescaled to {target:.1f} px nuclei") + f", augmentation {cfg.augmentation}"
-        print(f"[{name}] fine-tuning the reference for {args.epochs} epochs on {what}, "
-              f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
-        result = training.train(cfg, dataset, directory, initial_model=models[name])
-        print(f"[{name}] {result.epochs} epochs, best val_loss {result.best_val_loss:.4f}, {result.ms_per_crop:.1f} ms per crop",
-              flush=True)
+    chosen = {name: models[name] for name in args.networks or list(models)}
+    finetune.finetune_networks(chosen, dataset, args.out, dataset.split(), args.epochs, args.lr_factor,
+                               size_target=None if args.as_is else target, augmentation=args.augmentation)
     return 0
 
 

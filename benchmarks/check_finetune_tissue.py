@@ -1,0 +1,82 @@
+"""Does fine-tuning on a few annotated images of the weak type rescue it? Stained tissue.
+
+The shipped reference networks score worst on stained tissue (results/benchmarks/README.md).
+This check does what chapter 9 tells a user to do when segmentation still fails: annotate
+images of the failing kind and fine-tune (``python -m nucleitut finetune``,
+:func:`nucleitut.finetune.finetune_reference`). The "annotated images" are the stained-tissue
+images of the training and validation split (by the rule of
+:func:`nucleitut.images.image_type`); the fine-tuned pipeline and the shipped one are then
+scored on all 120 test images (TTA, size and intensity handling as ``segment`` does),
+reported by type, so both the gain on tissue and any loss on fluorescence show. Usage::
+
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_finetune_tissue.py \\
+        --networks ../tissue_networks --out results/benchmarks/finetune_tissue.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nucleitut import data, finetune, images, metrics, pretrained, records, segment
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", required=True, help="folder for the fine-tuned networks (reused when complete)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--kind", default="tissue", help="image type to fine-tune on (default tissue)")
+    parser.add_argument("--epochs", type=int, default=finetune.EPOCHS)
+    args = parser.parse_args(argv)
+
+    dataset = data.load_dataset(profile="cpu")
+    split = dataset.split()
+    kinds = {i: images.image_type(dataset.get(i)[0]) for i in dataset.ids}
+    annotated = [i for i in split.train + split.val if kinds[i] == args.kind]
+    networks = Path(args.networks)
+    started = time.perf_counter()
+    if not (networks / "reference.json").exists():
+        finetune.finetune_reference(dataset.subset(annotated), networks, epochs=args.epochs)
+    tuning_seconds = time.perf_counter() - started
+    out = {"what": __doc__.split("\n\n")[0], "kind": args.kind, "annotated_images": len(annotated),
+           "finetuned": json.loads((networks / "reference.json").read_text())["trained"], "tta": True,
+           "finetune_seconds": tuning_seconds, "rows": {}}
+    if Path(args.out).exists():
+        out["rows"] = json.loads(Path(args.out).read_text()).get("rows", {})
+    pipelines = {"reference": pretrained.load_networks(), "finetuned": pretrained.load_networks(networks)}
+    for image_id in split.test:
+        if image_id in out["rows"]:
+            continue
+        image, labels = dataset.get(image_id)
+        row = {"type": kinds[image_id]}
+        for name, loaded in pipelines.items():
+            result = segment.segment_image(image, networks=loaded, name=image_id[:10])
+            row[name] = metrics.kaggle_score(labels, result.labels)
+            row[name + "_scale"] = result.scale
+        out["rows"][image_id] = row
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"{image_id[:10]} {row['type']:13s} reference {row['reference']:.3f}  fine-tuned {row['finetuned']:.3f}", flush=True)
+
+    rows = out["rows"].values()
+    summary = {"all": {"n": len(rows)}}
+    for kind in sorted({r["type"] for r in rows}):
+        summary[kind] = {"n": sum(r["type"] == kind for r in rows)}
+    for name in pipelines:
+        summary["all"][name] = float(np.mean([r[name] for r in rows]))
+        for kind in summary:
+            if kind != "all":
+                summary[kind][name] = float(np.mean([r[name] for r in rows if r["type"] == kind]))
+    arguments = ["$NETWORKS" if a == args.networks else a for a in (sys.argv[1:] if argv is None else argv)]
+    out.update(summary=summary, command="python benchmarks/check_finetune_tissue.py " + " ".join(arguments), **records.environment())
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

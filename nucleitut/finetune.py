@@ -1,0 +1,152 @@
+"""Fine-tune the reference networks on a few annotated images of your own.
+
+Book chapter: *Your own images* ("When it still fails"); command line:
+``python -m nucleitut finetune MY_ANNOTATED_FOLDER MY_NETWORKS``.
+
+The paper's recommendation 8 for images unlike the training data is more training data
+("Look for additional training data sets", section 5). With a handful of annotated images a
+network trained from scratch learns little; starting from the reference networks' weights
+and training a few epochs with a lower learning rate adapts what they already know (as
+Cellpose's and StarDist's users fine-tune their pretrained models). The steps:
+
+1. the annotated images (Kaggle layout: ``<id>/images/<id>.png``, ``<id>/masks/*.png``) are
+   split into training and validation images (:func:`holdout_split`: there is no test set;
+   score on other images you annotate);
+2. each network of the reference pipeline trains from its reference weights
+   (:func:`finetune_networks`), on the images rescaled so that their nuclei have the
+   reference's training size (their true sizes are known from the annotations;
+   ``TrainingConfig.size_target``), with the reference's augmentation and a tenth of its
+   learning rate (this project's choices);
+3. the networks are stored as a reference folder (:func:`nucleitut.pretrained.save_reference`:
+   float16 weights, the reference's post-processing settings), which ``segment --models``
+   reads; images to segment are then rescaled to that nucleus size (the networks were
+   trained at one size only).
+
+>>> holdout_split([f"img{i}" for i in range(6)]).sizes()
+(5, 1, 0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["holdout_split", "finetune_networks", "finetune_reference", "LR_FACTOR", "EPOCHS"]
+
+#: Times the reference's learning rate (this project's choice for fine-tuning).
+LR_FACTOR = 0.1
+#: Epochs of fine-tuning (this project's choice; early stopping may end sooner).
+EPOCHS = 10
+
+
+def holdout_split(ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0):
+    """Training and validation images of a small annotated set (no test images).
+
+    ``val_fraction`` of the images (at least one), drawn with a fixed seed, are validation.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two images: one to train on and one to check the training.
+    """
+    from .data import Split
+
+    ordered = sorted(ids)
+    if len(ordered) < 2:
+        raise ValueError(f"fine-tuning needs at least 2 annotated images (one to train on, one to check), got {len(ordered)}")
+    n_val = min(len(ordered) - 1, max(1, int(round(val_fraction * len(ordered)))))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    return Split(sorted(ordered[i] for i in order[n_val:]), sorted(ordered[i] for i in order[:n_val]), [])
+
+
+def finetune_networks(
+    models: dict,
+    dataset,
+    folder: str | os.PathLike,
+    split=None,
+    epochs: int = EPOCHS,
+    lr_factor: float = LR_FACTOR,
+    size_target: float | None = None,
+    augmentation: str | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Train each network of ``models`` further, from its weights; ``{name: TrainResult}``.
+
+    Each network's training configuration (``model.nucleitut_config``) is kept except for
+    ``max_epochs``, the learning rate (times ``lr_factor``), ``size_target`` (None: the
+    images as they are) and, when given, ``augmentation``; no time budget. The networks go
+    to ``<folder>/<profile>/<NET>/`` (the layout of ``NUCLEITUT_MODELS``); an interrupted
+    run resumes there (training's own backup).
+    """
+    from . import training
+
+    results = {}
+    for name, model in models.items():
+        cfg = model.nucleitut_config
+        cfg = dataclasses.replace(cfg, size_target=size_target, max_epochs=epochs, learning_rate=cfg.learning_rate * lr_factor,
+                                  time_budget_s=None, augmentation=augmentation or cfg.augmentation)
+        directory = Path(folder) / cfg.profile / name
+        if verbose:
+            what = "the images as they are" if size_target is None else f"images rescaled to {size_target:.1f} px nuclei"
+            print(f"[{name}] fine-tuning for {epochs} epochs on {what}, augmentation {cfg.augmentation}, "
+                  f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
+        results[name] = training.train(cfg, dataset, directory, split=split, initial_model=model, verbose=verbose)
+        if verbose:
+            result = results[name]
+            print(f"[{name}] {result.epochs} epochs, best val_loss {result.best_val_loss:.4f}", flush=True)
+    return results
+
+
+def finetune_reference(
+    dataset,
+    out: str | os.PathLike,
+    epochs: int = EPOCHS,
+    lr_factor: float = LR_FACTOR,
+    reference: str | os.PathLike | None = None,
+    val_fraction: float = 0.2,
+    verbose: bool = True,
+) -> Path:
+    """Fine-tune a reference pipeline on annotated images and store it as a reference folder.
+
+    Parameters
+    ----------
+    dataset : nucleitut.data.Dataset
+        The annotated images (:func:`nucleitut.data.load_dataset` of a Kaggle-layout folder).
+    out : path
+        Receives the reference folder (``reference.json``, ``<NET>/weights.npz``) and the
+        training folders under ``out/training``.
+    reference : path, optional
+        The reference folder to start from (default: the shipped one).
+
+    Returns
+    -------
+    Path of the written ``reference.json``.
+    """
+    from . import pretrained, predict
+
+    models, info = pretrained.load_reference(reference)
+    split = holdout_split(dataset.ids, val_fraction)
+    target = info["nucleus_size"]["median_diameter"]
+    results = finetune_networks(models, dataset, Path(out) / "training", split, epochs, lr_factor, size_target=target, verbose=verbose)
+    trained = {name: predict.load_network(Path(out) / "training" / models[name].nucleitut_config.profile / name) for name in models}
+    configs = {name: model.nucleitut_config for name, model in trained.items()}
+    return pretrained.save_reference(
+        out, trained, configs, info["pipeline"], info.get("postprocess", {}), info["nucleus_size"],
+        profile=info.get("profile"),
+        postprocess_chosen_on=f"kept from the reference it was fine-tuned from ({info.get('postprocess_chosen_on', 'not recorded')})",
+        trained={
+            "where": "fine-tuned from a reference (nucleitut.finetune)",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "data": dataset.describe(),
+            "images": {"train": len(split.train), "val": len(split.val)},
+            "size_target": target,
+            "networks": {name: {"epochs": r.epochs, "best_val_loss": r.best_val_loss, "learning_rate": configs[name].learning_rate}
+                         for name, r in results.items()},
+            "from": info.get("trained"),
+        },
+    )
