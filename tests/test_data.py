@@ -31,18 +31,23 @@ def _png(array):
     return iio.imwrite("<bytes>", array, extension=".png")
 
 
-@pytest.fixture
-def kaggle_folder(tmp_path):
-    """Three real images of the embedded sample, unpacked in the Kaggle layout."""
-    root = tmp_path / "stage1_train"
+def unpack_sample(root, n):
+    """The first ``n`` real images of the embedded sample with their masks, unpacked in the
+    Kaggle layout under ``root``: ``(root, ids)``."""
     with zipfile.ZipFile(data.SAMPLE_ZIP) as archive:
-        ids = sorted({n.split("/")[0] for n in archive.namelist()})[:3]
+        ids = sorted({name.split("/")[0] for name in archive.namelist()})[:n]
         for name in archive.namelist():
             if name.split("/")[0] in ids:
                 target = root / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(archive.read(name))
     return root, ids
+
+
+@pytest.fixture
+def kaggle_folder(tmp_path):
+    """Three real images of the embedded sample, unpacked in the Kaggle layout."""
+    return unpack_sample(tmp_path / "stage1_train", 3)
 
 
 def _zip_folder(folder, zip_path, top=True):

@@ -1,25 +1,14 @@
 """Fine-tuning the reference networks on a few annotated images (nucleitut.finetune, `finetune`)."""
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
 
-from nucleitut import data, finetune, pretrained
+from nucleitut import finetune, pretrained
 from nucleitut.__main__ import main
 
-
-def annotated_folder(root, n):
-    """``n`` real images of the embedded sample with their masks, in the Kaggle layout."""
-    with zipfile.ZipFile(data.SAMPLE_ZIP) as archive:
-        ids = sorted({name.split("/")[0] for name in archive.namelist()})[:n]
-        for name in archive.namelist():
-            if name.split("/")[0] in ids:
-                target = root / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.read(name))
-    return root, ids
+from test_data import unpack_sample
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +25,7 @@ def test_holdout_split_keeps_one_image_to_check_and_none_for_testing():
 
 
 def test_finetune_command_refuses_a_single_image_and_an_existing_reference(tmp_path, capsys):
-    one, _ = annotated_folder(tmp_path / "one", 1)
+    one, _ = unpack_sample(tmp_path / "one", 1)
     assert main(["finetune", str(one), str(tmp_path / "out")]) == 2
     assert "at least 2 annotated images" in capsys.readouterr().err
     (tmp_path / "taken").mkdir()
@@ -47,7 +36,7 @@ def test_finetune_command_refuses_a_single_image_and_an_existing_reference(tmp_p
 
 @pytest.mark.slow
 def test_finetuned_networks_start_from_the_reference_and_segment_new_images(tmp_path, capsys):
-    folder, ids = annotated_folder(tmp_path / "mine", 4)
+    folder, ids = unpack_sample(tmp_path / "mine", 4)
     out = tmp_path / "networks"
     assert main(["finetune", str(folder), str(out), "--epochs", "1"]) == 0
     assert f"--models {out}" in capsys.readouterr().out
