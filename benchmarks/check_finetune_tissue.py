@@ -6,8 +6,11 @@ images of the failing kind and fine-tune (``python -m nucleitut finetune``,
 :func:`nucleitut.finetune.finetune_reference`). The "annotated images" are the stained-tissue
 images of the training and validation split (by the rule of
 :func:`nucleitut.images.image_type`); the fine-tuned pipeline and the shipped one are then
-scored on all 120 test images (TTA, size and intensity handling as ``segment`` does),
-reported by type, so both the gain on tissue and any loss on fluorescence show. Usage::
+scored on the 120 test images (TTA, size and intensity handling as ``segment`` does;
+``--fluorescence N``: only the first N fluorescence ones), reported by type, so both the
+gain on tissue and any loss on fluorescence show. ``--as-is`` fine-tunes on the images as
+they are instead of rescaled to one nucleus size; ``--mix N`` adds N training images of the
+other types, against forgetting them. Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_finetune_tissue.py \\
         --networks ../tissue_networks --out results/benchmarks/finetune_tissue.json
@@ -32,29 +35,44 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--kind", default="tissue", help="image type to fine-tune on (default tissue)")
     parser.add_argument("--epochs", type=int, default=finetune.EPOCHS)
+    parser.add_argument("--as-is", action="store_true", help="fine-tune on the images as they are (no size normalisation)")
+    parser.add_argument("--mix", type=int, default=0,
+                        help="add this many training/validation images of the other types (drawn with seed 0) against forgetting")
+    parser.add_argument("--fluorescence", type=int, default=None, help="score only the first N fluorescence test images (and every other one)")
+    parser.add_argument("--reference-from", help="an earlier output of this check: take the shipped networks' rows from it")
     args = parser.parse_args(argv)
 
     dataset = data.load_dataset(profile="cpu")
     split = dataset.split()
     kinds = {i: images.image_type(dataset.get(i)[0]) for i in dataset.ids}
     annotated = [i for i in split.train + split.val if kinds[i] == args.kind]
+    others = [i for i in split.train + split.val if kinds[i] != args.kind]
+    mixed = sorted(np.random.default_rng(0).choice(others, size=args.mix, replace=False).tolist()) if args.mix else []
     networks = Path(args.networks)
     started = time.perf_counter()
     if not (networks / "reference.json").exists():
-        finetune.finetune_reference(dataset.subset(annotated), networks, epochs=args.epochs)
+        finetune.finetune_reference(dataset.subset(annotated + mixed), networks, epochs=args.epochs, size_normalised=not args.as_is)
     tuning_seconds = time.perf_counter() - started
-    out = {"what": __doc__.split("\n\n")[0], "kind": args.kind, "annotated_images": len(annotated),
+    out = {"what": __doc__.split("\n\n")[0], "kind": args.kind, "annotated_images": len(annotated), "mixed_in": len(mixed),
+           "size_normalised": not args.as_is,
            "finetuned": json.loads((networks / "reference.json").read_text())["trained"], "tta": True,
            "finetune_seconds": tuning_seconds, "rows": {}}
     if Path(args.out).exists():
         out["rows"] = json.loads(Path(args.out).read_text()).get("rows", {})
     pipelines = {"reference": pretrained.load_networks(), "finetuned": pretrained.load_networks(networks)}
-    for image_id in split.test:
+    earlier = json.loads(Path(args.reference_from).read_text())["rows"] if args.reference_from else {}
+    fluorescence = [i for i in split.test if kinds[i] == "fluorescence"]
+    scored = [i for i in split.test if kinds[i] != "fluorescence" or i in fluorescence[: args.fluorescence]]
+    for image_id in scored:
         if image_id in out["rows"]:
             continue
         image, labels = dataset.get(image_id)
         row = {"type": kinds[image_id]}
+        if image_id in earlier:
+            row.update({k: earlier[image_id][k] for k in ("reference", "reference_scale")})
         for name, loaded in pipelines.items():
+            if name in row:
+                continue
             result = segment.segment_image(image, networks=loaded, name=image_id[:10])
             row[name] = metrics.kaggle_score(labels, result.labels)
             row[name + "_scale"] = result.scale

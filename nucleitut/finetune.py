@@ -109,6 +109,7 @@ def finetune_reference(
     lr_factor: float = LR_FACTOR,
     reference: str | os.PathLike | None = None,
     val_fraction: float = 0.2,
+    size_normalised: bool = True,
     verbose: bool = True,
 ) -> Path:
     """Fine-tune a reference pipeline on annotated images and store it as a reference folder.
@@ -122,6 +123,10 @@ def finetune_reference(
         training folders under ``out/training``.
     reference : path, optional
         The reference folder to start from (default: the shipped one).
+    size_normalised : bool, default True
+        Train on the images rescaled to the reference's median nucleus size (the networks then
+        get every image rescaled to it); False: on the images as they are, and the networks
+        keep the reference's size band.
 
     Returns
     -------
@@ -131,7 +136,7 @@ def finetune_reference(
 
     models, info = pretrained.load_reference(reference)
     split = holdout_split(dataset.ids, val_fraction)
-    target = info["nucleus_size"]["median_diameter"]
+    target = info["nucleus_size"]["median_diameter"] if size_normalised else None
     results = finetune_networks(models, dataset, Path(out) / "training", split, epochs, lr_factor, size_target=target, verbose=verbose)
     trained = {name: predict.load_network(Path(out) / "training" / models[name].nucleitut_config.profile / name) for name in models}
     configs = {name: model.nucleitut_config for name, model in trained.items()}
