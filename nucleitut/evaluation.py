@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import config, data, metrics, postprocess, predict, records, sizing
+from . import blocks, config, data, metrics, postprocess, predict, records, sizing
 
 __all__ = [
     "Segmenter",
@@ -106,7 +106,10 @@ class Segmenter:
         return postprocess.two_network_labels(probs[marker], probs[mask][..., 0], **settings)
 
     def __call__(self, image: np.ndarray, tta: bool = False, **params) -> np.ndarray:
-        """Instance labels (int32, H x W) for an RGB uint8 image."""
+        """Instance labels (int32, H x W) for an RGB uint8 image; a large one in blocks
+        (:func:`nucleitut.blocks.label_in_blocks`), so memory stays bounded."""
+        if blocks.needs_blocks(image.shape):
+            return blocks.label_in_blocks(lambda block: self(block, tta, **params), image)
         return self.labels_from(self.probabilities(image, tta), **params)
 
 

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import blocks, images, pretrained, sizing
+from . import images, pretrained, sizing
 
 __all__ = [
     "segment",
@@ -146,12 +146,7 @@ def segment_image(
         source = "estimated" if diameter is not None else "no nuclei found"
     else:
         scale, source = 1.0, "not estimated"
-    resized = sizing.rescale_image(rgb, scale)
-    if blocks.needs_blocks(resized.shape):  # bounded memory for large images
-        labels = blocks.label_in_blocks(lambda block: segmenter(block, tta=tta), resized)
-    else:
-        labels = segmenter(resized, tta=tta)
-    del resized
+    labels = segmenter(sizing.rescale_image(rgb, scale), tta=tta)
     labels = sizing.rescale_labels(labels, rgb.shape[:2])
     return SegmentationResult(labels, name, diameter, source, float(scale), intensity, time.perf_counter() - start, rgb)
 
