@@ -330,7 +330,7 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     return diameter, scale_for(diameter, target, band)
 
 
-def estimate_windows(image: np.ndarray, side: int = None) -> list[np.ndarray]:
+def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndarray]:
     """Four windows of ``side`` (default :data:`ESTIMATE_WINDOW`) pixels, one around the
     centre of each quarter of the image, where :func:`estimate_diameter` measures a large image.
 
