@@ -46,12 +46,12 @@ def main(argv=None) -> int:
     split = dataset.split()
     kinds = {i: images.image_type(dataset.get(i)[0]) for i in dataset.ids}
     annotated = [i for i in split.train + split.val if kinds[i] == args.kind]
-    others = [i for i in split.train + split.val if kinds[i] != args.kind]
-    mixed = sorted(np.random.default_rng(0).choice(others, size=args.mix, replace=False).tolist()) if args.mix else []
+    mixed = finetune.images_to_mix(dataset, args.mix, exclude=annotated).ids  # the other types: every image of the kind is excluded
     networks = Path(args.networks)
     started = time.perf_counter()
     if not (networks / "reference.json").exists():
-        finetune.finetune_reference(dataset.subset(annotated + mixed), networks, epochs=args.epochs, size_normalised=not args.as_is)
+        finetune.finetune_reference(dataset.subset(annotated), networks, epochs=args.epochs, size_normalised=not args.as_is,
+                                    mix=dataset.subset(mixed))
     tuning_seconds = time.perf_counter() - started
     out = {"what": __doc__.split("\n\n")[0], "kind": args.kind, "annotated_images": len(annotated), "mixed_in": len(mixed),
            "size_normalised": not args.as_is,

@@ -183,8 +183,22 @@ def cmd_finetune(args) -> int:
         print(f"error: {out / 'reference.json'}: exists; use --overwrite to replace it", file=sys.stderr)
         return 2
     dataset = data.load_dataset(args.data)
+    finetune.holdout_split(dataset.ids)  # at least two images of yours, checked before anything else is loaded
+    count = len(dataset) if args.mix is None else args.mix
+    mix = None
+    if count > 0:
+        try:
+            source = data.load_dataset(args.mix_data or "full")
+        except data.DataError as error:
+            if args.mix_data:
+                raise
+            print(f"note: {error}; mixing in images of the shipped sample instead", file=sys.stderr)
+            source = data.load_dataset("sample")
+        mix = finetune.images_to_mix(source, count, exclude=dataset.ids)
+        print(f"Mixing in {len(mix)} images of {source.describe()['name']} (its training and validation images) "
+              f"with your {len(dataset)}, so that the networks keep what they know (--mix 0: none)")
     written = finetune.finetune_reference(dataset, out, epochs=args.epochs, lr_factor=args.lr_factor, reference=args.reference,
-                                          val_fraction=args.val_fraction)
+                                          val_fraction=args.val_fraction, size_normalised=args.size_normalised, mix=mix)
     print(f"Saved the fine-tuned networks to {written.parent}; segment with "
           f"`python -m nucleitut segment IMAGES OUTPUT --models {written.parent}`")
     return 0
@@ -274,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser(
         "finetune", help="train the reference networks further on your annotated images (Kaggle layout)",
         description="Starts from the reference networks' weights, trains each network on the annotated images "
-        "rescaled to the reference's nucleus size, and writes a reference folder for `segment --models`.",
+        "with as many BBBC038v1 training images mixed in, and writes a reference folder for `segment --models`.",
     )
     tune.add_argument("data", help="folder or zip of annotated images: <id>/images/<id>.png and <id>/masks/*.png")
     tune.add_argument("output", help="folder for the fine-tuned networks")
@@ -282,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--lr-factor", type=float, default=LR_FACTOR, help=f"times the reference's learning rate (default {LR_FACTOR})")
     tune.add_argument("--val-fraction", type=float, default=0.2, help="share of the images kept for validation (at least one)")
     tune.add_argument("--reference", help="reference folder to start from (default: the shipped one)")
+    tune.add_argument("--mix", type=int, help="BBBC038v1 images to train on with yours, against forgetting them "
+                      "(default: as many as yours; 0: none)")
+    tune.add_argument("--mix-data", help="where the images to mix in come from (default: $NUCLEITUT_DATA, else the "
+                      "download, else the shipped sample)")
+    tune.add_argument("--size-normalised", action="store_true",
+                      help="train on the images rescaled to the reference's nucleus size (segment then rescales every image to it)")
     tune.add_argument("--overwrite", action="store_true", help="replace an existing reference folder in OUTPUT")
     tune.set_defaults(func=cmd_finetune)
 

@@ -425,6 +425,8 @@ class Dataset:
     source: str
     path: Path
     is_sample: bool = False
+    #: What :meth:`describe` calls the data (default: the source's file name).
+    name: str | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -446,7 +448,7 @@ class Dataset:
         """What the data is, without any local path: name, image count and a hash of the ids.
 
         Results records store this, so they say which images were used on any machine."""
-        name = "nucleitut sample of BBBC038v1 stage1_train (fixed labels)" if self.is_sample else Path(self.path).name
+        name = self.name or ("nucleitut sample of BBBC038v1 stage1_train (fixed labels)" if self.is_sample else Path(self.path).name)
         return {"name": name, "n_images": len(self.ids), "ids_sha256": _ids_digest(self.ids)[:16]}
 
     def subset(self, ids: Sequence[str]) -> "Dataset":
@@ -458,6 +460,28 @@ class Dataset:
             self.source,
             self.path,
             self.is_sample,
+            self.name,
+        )
+
+    def joined(self, other: "Dataset") -> "Dataset":
+        """The images of both data sets (e.g. your annotations and BBBC038v1 images mixed in).
+
+        Raises
+        ------
+        DataError
+            When an image id is in both (the same image twice, or two images of one name).
+        """
+        shared = sorted(set(self.ids) & set(other.ids))
+        if shared:
+            raise DataError(f"{other.path}: image ids also in {self.path}: {', '.join(shared[:3])}")
+        pairs = sorted(zip(self.ids + other.ids, self.images + other.images, self.labels + other.labels), key=lambda p: p[0])
+        return Dataset(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            [p[2] for p in pairs],
+            f"{self.source} + {other.source}",
+            self.path,
+            name=f"{self.describe()['name']} + {len(other)} images of {other.describe()['name']}",
         )
 
 

@@ -9,22 +9,26 @@ network trained from scratch learns little; starting from the reference networks
 and training a few epochs with a lower learning rate (this project's choice) keeps what they
 already know. Measured on this book's data (``benchmarks/check_finetune_tissue.py``,
 results/benchmarks/finetune_tissue*.json): fine-tuned on stained-tissue images the
-reference had mostly seen already, no variant improved the tissue test images, and networks
-fine-tuned on tissue alone lost much of their fluorescence score; mixed with as many images of
-other types they kept it. The steps:
+reference had mostly seen already, no variant improved the tissue test images; networks
+fine-tuned on tissue alone lost much of their fluorescence score (most of it when the images
+were rescaled to one nucleus size), and mixed with as many images of other types they kept
+it. The steps, with the defaults chosen from that measurement:
 
-1. the annotated images (Kaggle layout: ``<id>/images/<id>.png``, ``<id>/masks/*.png``) are
-   split into training and validation images (:func:`holdout_split`: there is no test set;
-   score on other images you annotate);
+1. the annotated images (Kaggle layout: ``<id>/images/<id>.png``, ``<id>/masks/*.png``),
+   with as many BBBC038v1 images mixed in (the command's default; Python: ``mix=`` of
+   :func:`images_to_mix`, from the training and validation images of the reference's data,
+   never its test images), are split into
+   training and validation images (:func:`holdout_split`: there is no test set; score on
+   other images you annotate);
 2. each network of the reference pipeline trains from its reference weights
-   (:func:`finetune_networks`), on the images rescaled so that their nuclei have the
-   reference's training size (their true sizes are known from the annotations;
-   ``TrainingConfig.size_target``), with the reference's augmentation and a tenth of its
-   learning rate (this project's choices);
+   (:func:`finetune_networks`) on the images as they are (``size_normalised=True``: rescaled
+   so that their nuclei have the reference's median size, ``TrainingConfig.size_target``),
+   with the reference's augmentation and a tenth of its learning rate (this project's
+   choices);
 3. the networks are stored as a reference folder (:func:`nucleitut.pretrained.save_reference`:
    float16 weights, the reference's post-processing settings), which ``segment --models``
-   reads; images to segment are then rescaled to that nucleus size (the networks were
-   trained at one size only).
+   reads, with the reference's size handling (size-normalised networks: every image is
+   rescaled to their nucleus size).
 
 >>> holdout_split([f"img{i}" for i in range(6)]).sizes()
 (5, 1, 0)
@@ -40,7 +44,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["holdout_split", "finetune_networks", "finetune_reference", "LR_FACTOR", "EPOCHS"]
+__all__ = ["holdout_split", "images_to_mix", "finetune_networks", "finetune_reference", "LR_FACTOR", "EPOCHS"]
 
 #: Times the reference's learning rate (this project's choice for fine-tuning).
 LR_FACTOR = 0.1
@@ -66,6 +70,28 @@ def holdout_split(ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0):
     n_val = min(len(ordered) - 1, max(1, int(round(val_fraction * len(ordered)))))
     order = np.random.default_rng(seed).permutation(len(ordered))
     return Split(sorted(ordered[i] for i in order[n_val:]), sorted(ordered[i] for i in order[:n_val]), [])
+
+
+def images_to_mix(dataset, count: int, exclude: Sequence[str] = (), seed: int = 0):
+    """``count`` images of ``dataset``'s training and validation split, drawn with ``seed``.
+
+    Mixed into a fine-tuning, they keep the networks from forgetting the images they were
+    trained on; the test images of the split are never drawn, so the reference's test
+    scores stay comparable. Images whose id is in ``exclude`` are skipped; when fewer than
+    ``count`` remain, all of them are used.
+
+    >>> from nucleitut import data
+    >>> sample = data.load_dataset("sample", verbose=False)
+    >>> mixed = images_to_mix(sample, 5)
+    >>> len(mixed), set(mixed.ids) & set(sample.split().test)
+    (5, set())
+    """
+    split = dataset.split()
+    skip = set(exclude)
+    candidates = [i for i in split.train + split.val if i not in skip]
+    count = min(count, len(candidates))
+    chosen = np.random.default_rng(seed).choice(candidates, size=count, replace=False).tolist() if count else []
+    return dataset.subset(sorted(chosen))
 
 
 def finetune_networks(
@@ -113,7 +139,8 @@ def finetune_reference(
     lr_factor: float = LR_FACTOR,
     reference: str | os.PathLike | None = None,
     val_fraction: float = 0.2,
-    size_normalised: bool = True,
+    size_normalised: bool = False,
+    mix=None,
     verbose: bool = True,
 ) -> Path:
     """Fine-tune a reference pipeline on annotated images and store it as a reference folder.
@@ -127,10 +154,13 @@ def finetune_reference(
         training folders under ``out/training``.
     reference : path, optional
         The reference folder to start from (default: the shipped one).
-    size_normalised : bool, default True
+    size_normalised : bool, default False
         Train on the images rescaled to the reference's median nucleus size (the networks then
         get every image rescaled to it); False: on the images as they are, and the networks
         keep the reference's size band.
+    mix : nucleitut.data.Dataset, optional
+        Images trained on together with ``dataset`` (e.g. :func:`images_to_mix` of BBBC038v1),
+        so that the networks keep what they know of them.
 
     Returns
     -------
@@ -139,6 +169,10 @@ def finetune_reference(
     from . import pretrained, predict
 
     models, info = pretrained.load_reference(reference)
+    annotated = dataset
+    holdout_split(annotated.ids)  # at least two images of yours, whatever is mixed in
+    if mix is not None and len(mix):
+        dataset = dataset.joined(mix)
     split = holdout_split(dataset.ids, val_fraction)
     target = info["nucleus_size"]["median_diameter"] if size_normalised else None
     results = finetune_networks(models, dataset, Path(out) / "training", split, epochs, lr_factor, size_target=target, verbose=verbose)
@@ -152,6 +186,8 @@ def finetune_reference(
             "where": "fine-tuned from a reference (nucleitut.finetune)",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "data": dataset.describe(),
+            "annotated_images": len(annotated),
+            "mixed_in": mix.describe() if mix is not None and len(mix) else None,
             "images": {"train": len(split.train), "val": len(split.val)},
             "size_target": target,
             "networks": {name: {"epochs": r.epochs, "best_val_loss": r.best_val_loss, "learning_rate": configs[name].learning_rate}

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nucleitut import finetune, pretrained
+from nucleitut import data, finetune, pretrained, sizing
 from nucleitut.__main__ import main
 
 from test_data import unpack_sample
@@ -34,21 +34,59 @@ def test_finetune_command_refuses_a_single_image_and_an_existing_reference(tmp_p
     assert "reference.json: exists; use --overwrite" in capsys.readouterr().err
 
 
+def test_images_to_mix_come_from_training_and_validation_and_skip_yours():
+    sample = data.load_dataset("sample", verbose=False)
+    split = sample.split()
+    yours = split.train[:3]
+    mixed = finetune.images_to_mix(sample, 6, exclude=yours)
+    assert len(mixed) == 6 and mixed.ids == sorted(mixed.ids)
+    assert set(mixed.ids) <= set(split.train + split.val) - set(yours)
+    assert finetune.images_to_mix(sample, 6, exclude=yours).ids == mixed.ids  # drawn with a fixed seed
+    everything = finetune.images_to_mix(sample, 10_000)
+    assert sorted(everything.ids) == sorted(split.train + split.val)  # asked for more: all of them
+    assert len(finetune.images_to_mix(sample, 0)) == 0
+
+
+def test_joined_data_sets_keep_every_image_once_and_say_what_they_are():
+    sample = data.load_dataset("sample", verbose=False)
+    a, b = sample.subset(sample.ids[:3]), sample.subset(sample.ids[10:12])
+    both = b.joined(a)
+    assert both.ids == sorted(a.ids + b.ids)
+    for image_id in both.ids:
+        source = a if image_id in a.ids else b
+        assert both.get(image_id)[0] is source.get(image_id)[0] and both.get(image_id)[1] is source.get(image_id)[1]
+    assert both.describe()["n_images"] == 5 and "+ 3 images of" in both.describe()["name"]
+    with pytest.raises(data.DataError, match="image ids also in"):
+        a.joined(sample.subset(sample.ids[2:4]))
+
+
+def test_finetune_command_names_a_missing_source_of_images_to_mix(tmp_path, capsys):
+    folder, _ = unpack_sample(tmp_path / "mine", 2)
+    assert main(["finetune", str(folder), str(tmp_path / "out"), "--mix-data", str(tmp_path / "nowhere.zip")]) == 2
+    assert "nowhere.zip: data source does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "reference.json").exists()
+
+
 @pytest.mark.slow
-def test_finetuned_networks_start_from_the_reference_and_segment_new_images(tmp_path, capsys):
+def test_finetuned_networks_start_from_the_reference_and_segment_new_images(tmp_path, capsys, monkeypatch):
     folder, ids = unpack_sample(tmp_path / "mine", 4)
     out = tmp_path / "networks"
+    # no BBBC038v1 copy and no download here: the images to mix in come from the shipped sample
+    monkeypatch.setenv("NUCLEITUT_DATA", str(tmp_path / "no_such_data.zip"))
     assert main(["finetune", str(folder), str(out), "--epochs", "1"]) == 0
-    assert f"--models {out}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"--models {out}" in printed.out
+    assert "mixing in images of the shipped sample instead" in printed.err and "Mixing in 4 images of nucleitut sample" in printed.out
 
     info = json.loads((out / "reference.json").read_text())
     original, original_info = pretrained.load_reference()
     assert info["pipeline"] == original_info["pipeline"] and info["postprocess"] == original_info["postprocess"]
-    assert info["trained"]["images"] == {"train": 3, "val": 1} and info["trained"]["data"]["n_images"] == 4
+    assert info["trained"]["annotated_images"] == 4 and info["trained"]["mixed_in"]["n_images"] == 4
+    assert info["trained"]["images"] == {"train": 6, "val": 2} and info["trained"]["data"]["n_images"] == 8
     assert "results" not in info  # the reference's test scores do not describe these networks
     tuned, _ = pretrained.load_reference(out)
     for name, model in tuned.items():
-        assert model.nucleitut_config.size_target == pytest.approx(original_info["nucleus_size"]["median_diameter"])
+        assert model.nucleitut_config.size_target is None  # trained on the images as they are
         assert model.nucleitut_config.learning_rate == pytest.approx(original[name].nucleitut_config.learning_rate * finetune.LR_FACTOR)
         # trained: the weights moved, but only a little from the reference's (not a new
         # network; batch normalisation's moving statistics, which follow the new images, aside)
@@ -57,7 +95,7 @@ def test_finetuned_networks_start_from_the_reference_and_segment_new_images(tmp_
         assert 0 < change < 0.05 * np.linalg.norm(np.concatenate([b.ravel() for _, b in pairs]))
 
     segmenter, target = pretrained.load_networks(out)
-    assert segmenter.size_band is None and target == pytest.approx(original_info["nucleus_size"]["median_diameter"])
+    assert segmenter.size_band == sizing.TRAINING_SIZE_BAND and target == pytest.approx(original_info["nucleus_size"]["median_diameter"])
     image = folder / ids[0] / "images" / f"{ids[0]}.png"
     assert main(["segment", str(image), str(tmp_path / "labels"), "--models", str(out), "--no-tta"]) == 0
     assert (tmp_path / "labels" / f"{ids[0]}_labels.png").exists()
