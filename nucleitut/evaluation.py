@@ -90,8 +90,11 @@ class Segmenter:
         #: get every image rescaled to their size.
         self.size_band = None if self.size_target else sizing.TRAINING_SIZE_BAND
 
-    def probabilities(self, image: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
-        return {n: predict.predict_probabilities(self.models[n], image, tta) for n in self.pipeline.networks}
+    def probabilities(self, image: np.ndarray, tta: bool = False, as_is: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Each network's output; ``as_is``: outputs without TTA already made, by network
+        (:func:`nucleitut.predict.predict_probabilities`)."""
+        as_is = as_is or {}
+        return {n: predict.predict_probabilities(self.models[n], image, tta, as_is=as_is.get(n)) for n in self.pipeline.networks}
 
     def labels_from(self, probs: dict[str, np.ndarray], **params) -> np.ndarray:
         """Instance labels from the networks' outputs; ``params`` override the post-processing
@@ -105,12 +108,13 @@ class Segmenter:
         marker, mask = self.pipeline.networks
         return postprocess.two_network_labels(probs[marker], probs[mask][..., 0], **settings)
 
-    def __call__(self, image: np.ndarray, tta: bool = False, **params) -> np.ndarray:
+    def __call__(self, image: np.ndarray, tta: bool = False, as_is: dict[str, np.ndarray] | None = None, **params) -> np.ndarray:
         """Instance labels (int32, H x W) for an RGB uint8 image; a large one in blocks
-        (:func:`nucleitut.blocks.label_in_blocks`), so memory stays bounded."""
+        (:func:`nucleitut.blocks.label_in_blocks`), so memory stays bounded. ``as_is``: see
+        :meth:`probabilities` (not used for an image in blocks)."""
         if blocks.needs_blocks(image.shape):
             return blocks.label_in_blocks(lambda block: self(block, tta, **params), image)
-        return self.labels_from(self.probabilities(image, tta), **params)
+        return self.labels_from(self.probabilities(image, tta, as_is), **params)
 
 
 # --------------------------------------------------------------------------------------

@@ -412,13 +412,19 @@ def _check_image(image) -> np.ndarray:
     return image if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
 
 
-def _aligned_predictions(predict_fn, image: np.ndarray, transforms: Iterable[str]) -> Iterator[np.ndarray]:
-    """Each transform's prediction, undone to the image's orientation, one at a time."""
+def _aligned_predictions(predict_fn, image: np.ndarray, transforms: Iterable[str],
+                         known: dict[str, np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """Each transform's prediction, undone to the image's orientation, one at a time
+    (``known``: predictions already made, in the image's orientation, by transform name)."""
     names = list(transforms)
     if not names:
         raise ValueError("transforms must name at least one transform")
+    known = known or {}
     for name in names:
-        prediction = invert_transform(np.asarray(predict_fn(apply_transform(image, name))), name)
+        if name in known:
+            prediction = np.asarray(known[name])
+        else:
+            prediction = invert_transform(np.asarray(predict_fn(apply_transform(image, name))), name)
         if prediction.shape[:2] != image.shape[:2]:
             raise ValueError(
                 f"predict_fn must keep the spatial size: image {image.shape[:2]} gave a prediction "
@@ -432,6 +438,7 @@ def tta_predict(
     image,
     transforms: Sequence[str] = DEFAULT_TTA,
     border_channel: int | None = BORDER,
+    known: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Predict with test-time augmentation (paper 4.2).
 
@@ -451,6 +458,10 @@ def tta_predict(
         Names from :data:`DIHEDRAL_TRANSFORMS`.
     border_channel : int or None, default 2
         Channel fused by maximum for three-channel outputs; None averages every channel.
+    known : dict, optional
+        Predictions already made, by transform name, in the image's orientation (e.g. the
+        size estimate's pass over the image as it is, ``{"identity": ...}``): used instead of
+        predicting those views again.
 
     Returns
     -------
@@ -466,7 +477,7 @@ def tta_predict(
     True
     """
     image = _check_image(image)
-    return combine_predictions(_aligned_predictions(predict_fn, image, transforms), border_channel)
+    return combine_predictions(_aligned_predictions(predict_fn, image, transforms, known), border_channel)
 
 
 def ensemble_predict(
@@ -552,14 +563,17 @@ def network_config(model) -> "config.TrainingConfig":
     return cfg
 
 
-def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size: int = 256, blocks: int | None = None) -> np.ndarray:
+def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size: int = 256, blocks: int | None = None,
+                          as_is: np.ndarray | None = None) -> np.ndarray:
     """Network output for an RGB ``uint8`` image of any size, optionally with TTA.
 
     The image is normalised (:func:`normalize`) and predicted in overlapping tiles whose
     size is a multiple of ``2 ** blocks``; ``blocks`` comes from the network's training
     configuration (:func:`network_config`) unless given. With ``tta`` the paper's views
     (:data:`DEFAULT_TTA`: identity, up-down flip, left-right flip, 90° rotation) are fused:
-    object channels averaged, the border/boundary channel maximised.
+    object channels averaged, the border/boundary channel maximised. ``as_is``: this
+    function's output for the image without TTA, when already made (the size estimate's
+    first pass), so that view is not predicted twice.
 
     Returns
     -------
@@ -577,9 +591,10 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
         return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks, prepare=prepare)
 
     if not tta:
-        return predict(image)
+        return predict(image) if as_is is None else as_is
     channels = model.output_shape[-1]
-    return tta_predict(predict, image, border_channel=BORDER if channels == 3 else None)
+    return tta_predict(predict, image, border_channel=BORDER if channels == 3 else None,
+                       known=None if as_is is None else {"identity": as_is})
 
 
 def available_devices() -> list[str]:

@@ -136,17 +136,20 @@ def segment_image(
         raise ValueError(f"scale must be positive, got {scale}")
     segmenter, target = networks or pretrained.load_networks(models, pipeline, profile)
     rgb, intensity = images.prepare_image(image, channel=channel, normalize=normalize, name=name)
+    first_pass = {}
     if scale is not None:
         source = "given scale"
         diameter = None
     elif diameter is not None:
         scale, source = sizing.scale_for(diameter, target, band=None), "given"
     elif size:
-        diameter, scale = sizing.estimate_diameter(rgb, segmenter, target, band=segmenter.size_band)
+        diameter, scale = sizing.estimate_diameter(rgb, segmenter, target, band=segmenter.size_band, first_pass=first_pass)
         source = "estimated" if diameter is not None else "no nuclei found"
     else:
         scale, source = 1.0, "not estimated"
-    labels = segmenter(sizing.rescale_image(rgb, scale), tta=tta)
+    # The estimate's first pass over the image as it is is one of the segmentation's views
+    # when the image is not rescaled: reused, not predicted again.
+    labels = segmenter(sizing.rescale_image(rgb, scale), tta=tta, as_is=first_pass if scale == 1.0 else None)
     labels = sizing.rescale_labels(labels, rgb.shape[:2])
     return SegmentationResult(labels, name, diameter, source, float(scale), intensity, time.perf_counter() - start, rgb)
 

@@ -261,17 +261,21 @@ def normalize_size(image: np.ndarray, labels: np.ndarray, target: float) -> tupl
     return resized, rescale_labels(labels, resized.shape[:2]), scale
 
 
-def _foreground(segmenter, image: np.ndarray) -> np.ndarray:
-    """The pipeline's foreground mask from one network without TTA (the cheap first pass)."""
+def _foreground(segmenter, image: np.ndarray, keep: dict | None = None) -> np.ndarray:
+    """The pipeline's foreground mask from one network without TTA (the cheap first pass);
+    ``keep`` receives that network's output under its name."""
     from . import config, predict
 
     pipeline = segmenter.pipeline
     settings = {**config.POSTPROCESS_DEFAULTS[pipeline.method], **segmenter.settings}
+    network = pipeline.networks[1] if pipeline.method == "two_network" else pipeline.networks[0]
+    probs = predict.predict_probabilities(segmenter.models[network], image)
+    if keep is not None:
+        keep[network] = probs
     if pipeline.method == "threshold":
-        return predict.predict_probabilities(segmenter.models[pipeline.networks[0]], image)[..., 0] > settings["threshold"]
+        return probs[..., 0] > settings["threshold"]
     if pipeline.method == "two_network":
-        return predict.predict_probabilities(segmenter.models[pipeline.networks[1]], image)[..., 0] > settings["mask_threshold"]
-    probs = predict.predict_probabilities(segmenter.models[pipeline.networks[0]], image)
+        return probs[..., 0] > settings["mask_threshold"]
     return 1.0 - probs[..., 0] > settings["mask_threshold"]
 
 
@@ -296,7 +300,8 @@ def combine_probes(measured: dict[float, float | None], min_probe_diameter: floa
 
 
 def estimate_diameter(image: np.ndarray, segmenter, target: float,
-                      band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> tuple[float | None, float]:
+                      band: tuple[float, float] | None = TRAINING_SIZE_BAND,
+                      first_pass: dict | None = None) -> tuple[float | None, float]:
     """Typical nucleus diameter of an RGB ``uint8`` image (pixels) and the scale to use.
 
     First passes (one network, no TTA) at the probe scales :data:`PROBE_SCALES` (the image as
@@ -311,7 +316,9 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used. An image with a
     side over twice :data:`ESTIMATE_WINDOW` is measured in four windows of that size
     (:func:`estimate_windows`), and the median of their estimates is the image's, so the
-    estimate costs the same for every large image.
+    estimate costs the same for every large image. ``first_pass`` (a dict) receives the
+    network's output for the whole image as it is (none for a large image), which the
+    segmentation reuses when the image is not rescaled.
 
     Returns
     -------
@@ -324,7 +331,7 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
         found = [d for d in (_estimate(window, segmenter, target) for window in estimate_windows(image)) if d is not None]
         diameter = float(np.median(found)) if found else None
     else:
-        diameter = _estimate(image, segmenter, target)
+        diameter = _estimate(image, segmenter, target, first_pass)
     if diameter is None:
         return None, 1.0
     return diameter, scale_for(diameter, target, band)
@@ -348,9 +355,10 @@ def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndar
     return windows
 
 
-def _estimate(image: np.ndarray, segmenter, target: float) -> float | None:
+def _estimate(image: np.ndarray, segmenter, target: float, first_pass: dict | None = None) -> float | None:
     """The probes and the second pass of :func:`estimate_diameter` on one image."""
-    diameter = combine_probes({probe: typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1)))
+    diameter = combine_probes({probe: typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1),
+                                                                   keep=first_pass if probe == 1.0 else None))
                                for probe in PROBE_SCALES
                                if probe == 1.0 or min(image.shape[:2]) * probe >= MIN_PROBE_SIDE})
     if diameter is None:

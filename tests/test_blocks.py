@@ -101,9 +101,10 @@ def test_the_size_of_a_large_image_is_estimated_in_four_windows(monkeypatch):
     shapes = []
     foreground = sizing._foreground
 
-    def recording(seg, img):
+    def recording(seg, img, keep=None):
         shapes.append(img.shape[:2])
-        return foreground(seg, img)
+        assert keep is None  # a large image's windows are no pass over the whole image
+        return foreground(seg, img, keep)
 
     monkeypatch.setattr(sizing, "_foreground", recording)
     diameter, scale = sizing.estimate_diameter(rgb, segmenter, target)

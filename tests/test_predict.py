@@ -262,3 +262,21 @@ def test_a_uint8_image_normalised_tile_by_tile_predicts_exactly_as_normalised_wh
     assert np.array_equal(predict.predict_probabilities(model, image), plain)
     # 0..255 values in another dtype take the whole-image path, with the same result.
     assert np.array_equal(predict.predict_probabilities(model, image.astype(np.float32)), plain)
+
+
+def test_tta_uses_views_already_predicted_instead_of_predicting_them_again():
+    image = np.random.default_rng(1).random((6, 8, 1), dtype=np.float32)
+    seen = []
+
+    def fn(im):
+        seen.append(im.shape)
+        return np.concatenate([1 - im, im, np.roll(im, 1, axis=0)], axis=-1)
+
+    full = predict.tta_predict(fn, image)
+    assert len(seen) == len(predict.DEFAULT_TTA)
+    seen.clear()
+    reused = predict.tta_predict(fn, image, known={"identity": fn(image)})
+    assert len(seen) == 1 + len(predict.DEFAULT_TTA) - 1  # the identity view once, by the caller
+    assert np.array_equal(reused, full)
+    # a known view is used as given (here a wrong one, which changes the fused result)
+    assert not np.array_equal(predict.tta_predict(fn, image, known={"identity": np.zeros((6, 8, 3), np.float32)}), full)

@@ -160,6 +160,30 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     assert native.scale == 1.0 and native.diameter is None
 
 
+def test_segmenting_at_the_native_scale_reuses_the_size_estimates_first_pass(monkeypatch):
+    from nucleitut import predict
+
+    image, count = discs_image(16)  # the training size: the image is not rescaled
+    networks = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
+    rgb = images.to_rgb_uint8(image)
+    expected = networks[0](rgb, tta=True)  # every view predicted
+    calls = []
+    original = predict.predict_image
+    monkeypatch.setattr(predict, "predict_image", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    result = segment.segment_image(image, tta=True, networks=networks)
+    assert result.scale == 1.0 and result.diameter_source == "estimated" and result.count == count
+    # three probes (1, 1/2, 1/4) and three TTA views: the fourth, the image as it is, is the native probe
+    assert len(calls) == 3 + len(predict.DEFAULT_TTA) - 1
+    assert np.array_equal(result.labels, expected)
+    without_tta = networks[0](rgb)
+    calls.clear()
+    assert np.array_equal(segment.segment_image(image, tta=False, networks=networks).labels, without_tta)
+    assert len(calls) == 3  # without TTA the segmentation is the native probe
+    calls.clear()
+    segment.segment_image(discs_image(45, shape=(360, 400))[0], tta=True, networks=networks)  # rescaled: no reuse
+    assert len(calls) == 3 + 1 + len(predict.DEFAULT_TTA)  # probes, the second pass at the new scale, the views
+
+
 def test_size_normalized_networks_get_every_image_rescaled_to_their_training_size():
     import dataclasses
 
