@@ -348,6 +348,9 @@ def main(argv=None) -> int:
                            "tta": True, "size_estimation": True, "scale": found.scale,
                            "seconds_tta_and_size": runs,
                            "seconds_per_megapixel": min(runs) / (image.shape[0] * image.shape[1] / 1e6)}
+        if found.scale == 1.0:  # the size estimate's first pass was reused as a view: same labels as predicting every view?
+            every_view = networks[0](found.image, tta=True)
+            result["speed"]["same_labels_as_predicting_every_view"] = bool(np.array_equal(found.labels, every_view))
         print(f"1024x1024 with TTA and size estimation: {', '.join(f'{s:.1f}' for s in runs)} s (scale {found.scale})", flush=True)
         save()
         with tempfile.TemporaryDirectory() as folder:
