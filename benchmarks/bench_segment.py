@@ -82,6 +82,27 @@ def band_run_versions(dataset, band_run, rows, factors=None, limit=None):
         print(f"{factor_name}: {len(done)} images ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
+def band_run_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every check on a band run's validation images takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--band-run", required=True, help="output of choose_size_band.py (images and size estimates)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--limit", type=int, default=None, help="first N images of the band run only")
+    parser.add_argument("--factors", nargs="+", default=None, help="only these factors of the band run (e.g. x1 x0.5)")
+    return parser
+
+
+def finish_check(out: dict, path, table_key: str, script: str, argv=None) -> None:
+    """Last write of a validation check's ``--out`` file (with the command and the
+    environment) and its table printed: ``out[table_key]`` maps a factor to named means."""
+    from nucleitut import records
+
+    out.update(command=f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv), **records.environment())
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
+    for factor, entry in out[table_key].items():
+        print(factor, "  ".join(f"{k} {v:.3f}" if k != "n" else f"n {v}" for k, v in entry.items()))
+
+
 def stratified(ids, kinds, limit):
     """At most ``limit`` of ``ids``, the first of every image type in turn (``kinds``: id -> type)."""
     by_kind = {k: [i for i in ids if kinds[i] == k] for k in sorted(set(kinds.values()))}

@@ -20,7 +20,6 @@ The ``--out`` file is written after every image and resumed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -28,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import band_run_versions  # noqa: E402
+from bench_segment import band_run_parser, band_run_versions, finish_check  # noqa: E402
 
-from nucleitut import data, metrics, predict, pretrained, records, sizing  # noqa: E402
+from nucleitut import data, metrics, predict, pretrained, sizing  # noqa: E402
 
 #: Steps around the library's scale, and the combinations scored.
 STEPS = {"down": 2 ** -0.5, "same": 1.0, "up": 2 ** 0.5}
@@ -49,11 +48,7 @@ def to_grid(probs: np.ndarray, shape) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--band-run", required=True, help="output of choose_size_band.py (images and size estimates)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--limit", type=int, default=None, help="first N images of the band run only")
-    parser.add_argument("--factors", nargs="+", default=None, help="only these factors of the band run (e.g. x1 x0.5)")
+    parser = band_run_parser(__doc__)
     args = parser.parse_args(argv)
 
     band_run = json.loads(Path(args.band_run).read_text())
@@ -84,11 +79,7 @@ def main(argv=None) -> int:
         print(factor_name, row["id"][:10], " ".join(f"{k} {v:.3f}" for k, v in entry["scores"].items()), flush=True)
     out["mean"] = {f: {name: float(np.mean([e["scores"][name] for e in rows.values()])) for name in COMBINATIONS} | {"n": len(rows)}
                    for f, rows in out["rows"].items()}
-    out.update(command="python benchmarks/check_multiscale.py " + " ".join(sys.argv[1:] if argv is None else argv),
-               **records.environment())
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    for factor, entry in out["mean"].items():
-        print(factor, "  ".join(f"{k} {v:.3f}" if k != "n" else f"n {v}" for k, v in entry.items()))
+    finish_check(out, args.out, "mean", "check_multiscale.py", argv)
     return 0
 
 

@@ -34,7 +34,6 @@ The ``--out`` file is written after every image and resumed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -43,9 +42,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import band_run_versions  # noqa: E402
+from bench_segment import band_run_parser, band_run_versions, finish_check  # noqa: E402
 
-from nucleitut import data, metrics, pretrained, records, sizing  # noqa: E402
+from nucleitut import data, metrics, pretrained, sizing  # noqa: E402
 
 #: Candidate scales: the scale the estimated diameter asks for (to the median) times these.
 STEPS = (0.5, 2 ** -0.5, 1.0, 2 ** 0.5, 2.0)
@@ -118,11 +117,7 @@ def summarize(rows):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--band-run", required=True, help="output of choose_size_band.py (images and size estimates)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--limit", type=int, default=None, help="first N images of the band run only")
-    parser.add_argument("--factors", nargs="+", default=None, help="only these factors of the band run (e.g. x1 x0.5)")
+    parser = band_run_parser(__doc__)
     parser.add_argument("--flip", action="store_true", help="also the mirror-image measures (twice the time)")
     args = parser.parse_args(argv)
 
@@ -150,11 +145,8 @@ def main(argv=None) -> int:
                                         "measures": confidence(probs, found, marker_name, mask_name, mask_threshold, flipped)})
         out["rows"][factor_name][row["id"]] = entry
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    out.update(scores=summarize(out["rows"]), command="python benchmarks/check_scale_confidence.py " + " ".join(sys.argv[1:]),
-               **records.environment())
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    for factor, entry in out["scores"].items():
-        print(factor, "  ".join(f"{k} {v:.3f}" if k != "n" else f"n {v}" for k, v in entry.items()))
+    out["scores"] = summarize(out["rows"])
+    finish_check(out, args.out, "scores", "check_scale_confidence.py", argv)
     return 0
 
 
