@@ -10,7 +10,9 @@ and ``s * sqrt(2)``; the outputs at the other scales are resized (linear) to the
 ``s`` and fused with ``predict.combine_predictions`` (mean; maximum of the border channel,
 the TTA rule), post-processed at ``s``, and the labels mapped back and scored. Combinations:
 ``library`` (``s`` alone, today's rule), ``up`` (``s``, ``s*sqrt2``), ``down`` (``s/sqrt2``,
-``s``), ``three`` (all three). Usage::
+``s``), ``three`` (all three). ``--library-path`` scores the library's option instead
+(``segment_image(..., fuse_scales=True)``, whose neighbours are the image at ``s`` rescaled
+again). Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_multiscale.py \\
         --band-run results/benchmarks/size_band_validation.json --out results/benchmarks/multiscale_validation.json
@@ -38,17 +40,11 @@ COMBINATIONS = {"library": ("same",), "up": ("same", "up"), "down": ("down", "sa
 MAX_PIXELS = 4_000_000
 
 
-def to_grid(probs: np.ndarray, shape) -> np.ndarray:
-    """A network output resized (linear) to another grid."""
-    from skimage.transform import resize
-
-    if probs.shape[:2] == tuple(shape):
-        return probs
-    return resize(probs, tuple(shape) + probs.shape[2:], order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
-
-
 def main(argv=None) -> int:
     parser = band_run_parser(__doc__)
+    parser.add_argument("--library-path", action="store_true",
+                        help="score the library's fusion instead (Segmenter(..., fuse_scales=True): the neighbours are "
+                             "the rescaled image rescaled again), as 'library' and 'fused'")
     args = parser.parse_args(argv)
 
     band_run = json.loads(Path(args.band_run).read_text())
@@ -61,13 +57,19 @@ def main(argv=None) -> int:
     for factor_name, row, image, labels in band_run_versions(dataset, band_run, out["rows"], args.factors, args.limit):
         scale = sizing.scale_for(row["diameter"], target)
         base = sizing.rescale_image(image, scale)
+        if args.library_path:
+            scores = {name: metrics.kaggle_score(labels, sizing.rescale_labels(segmenter(base, fuse_scales=fuse), labels.shape))
+                      for name, fuse in (("library", False), ("fused", True))}
+            out["rows"][factor_name][row["id"]] = {"diameter": row["diameter"], "scale": scale, "scores": scores}
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+            continue
         outputs = {}
         for step, k in STEPS.items():
             s = float(np.clip(scale * k, *sizing.SCALE_RANGE))
             if step != "same" and (s == scale or image.shape[0] * image.shape[1] * s * s > MAX_PIXELS):
                 continue
             probs = segmenter.probabilities(base if step == "same" else sizing.rescale_image(image, s))
-            outputs[step] = {n: to_grid(p, base.shape[:2]) for n, p in probs.items()}
+            outputs[step] = {n: sizing.resize_output(p, base.shape[:2]) for n, p in probs.items()}
         entry = {"diameter": row["diameter"], "scale": scale, "steps": sorted(outputs), "scores": {}}
         for name, steps in COMBINATIONS.items():
             used = [s for s in steps if s in outputs]
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
         out["rows"][factor_name][row["id"]] = entry
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
         print(factor_name, row["id"][:10], " ".join(f"{k} {v:.3f}" for k, v in entry["scores"].items()), flush=True)
-    out["mean"] = {f: {name: float(np.mean([e["scores"][name] for e in rows.values()])) for name in COMBINATIONS} | {"n": len(rows)}
+    names = ("library", "fused") if args.library_path else COMBINATIONS
+    out["mean"] = {f: {name: float(np.mean([e["scores"][name] for e in rows.values()])) for name in names} | {"n": len(rows)}
                    for f, rows in out["rows"].items()}
     finish_check(out, args.out, "mean", "check_multiscale.py", argv)
     return 0

@@ -159,7 +159,7 @@ def cmd_segment(args) -> int:
             result = segment.segment_image(
                 raw, diameter=args.diameter, tta=not args.no_tta, channel=args.channel,
                 normalize="never" if args.no_normalize else ("always" if args.normalize else "auto"),
-                size=not args.no_size, scale=args.scale, name=str(path), networks=networks,
+                size=not args.no_size, scale=args.scale, name=str(path), networks=networks, fuse_scales=args.fuse_scales,
             )
             segment.write_outputs(result, target, path.stem, intensity=_intensity_source(raw, args.channel), overwrite=args.overwrite)
         except (images.DataError, FileExistsError, ValueError, OSError) as error:
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--scale", type=_positive, help="rescale every image by this factor (overrides --diameter)")
     segment.add_argument("--channel", type=int, help="use this channel (0, 1, ...) of multi-channel images as grey")
     segment.add_argument("--no-tta", action="store_true", help="without test-time augmentation (about 4x faster)")
+    segment.add_argument("--fuse-scales", action="store_true",
+                         help="also predict at 0.71 and 1.41 times the chosen scale and fuse (3.5x slower; helps when the size estimate is off)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--no-size", action="store_true", help="segment at the native scale: better for images whose nuclei have the training images' size, fails on other sizes")
     segment.add_argument("--no-normalize", action="store_true", help="old intensity rule: min..max of each image (shows the failure on 16-bit images)")

@@ -90,11 +90,23 @@ class Segmenter:
         #: get every image rescaled to their size.
         self.size_band = None if self.size_target else sizing.TRAINING_SIZE_BAND
 
-    def probabilities(self, image: np.ndarray, tta: bool = False, as_is: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def probabilities(self, image: np.ndarray, tta: bool = False, as_is: dict[str, np.ndarray] | None = None,
+                      fuse_scales: bool = False) -> dict[str, np.ndarray]:
         """Each network's output; ``as_is``: outputs without TTA already made, by network
-        (:func:`nucleitut.predict.predict_probabilities`)."""
+        (:func:`nucleitut.predict.predict_probabilities`). ``fuse_scales``: also predict the
+        image rescaled by :data:`nucleitut.sizing.NEIGHBOUR_SCALES` (a neighbour whose shorter
+        side would fall under 32 pixels is skipped), bring those outputs back to the image's
+        grid and fuse them with its own by the TTA rule (:func:`nucleitut.predict.combine_predictions`)."""
         as_is = as_is or {}
-        return {n: predict.predict_probabilities(self.models[n], image, tta, as_is=as_is.get(n)) for n in self.pipeline.networks}
+        probs = {n: predict.predict_probabilities(self.models[n], image, tta, as_is=as_is.get(n)) for n in self.pipeline.networks}
+        if not fuse_scales:
+            return probs
+        views = [probs]
+        for factor in sizing.NEIGHBOUR_SCALES:
+            if min(image.shape[:2]) * factor >= 32:
+                other = self.probabilities(sizing.rescale_image(image, factor), tta)
+                views.append({n: sizing.resize_output(p, image.shape[:2]) for n, p in other.items()})
+        return {n: predict.combine_predictions([view[n] for view in views]) for n in self.pipeline.networks}
 
     def labels_from(self, probs: dict[str, np.ndarray], **params) -> np.ndarray:
         """Instance labels from the networks' outputs; ``params`` override the post-processing
@@ -108,13 +120,14 @@ class Segmenter:
         marker, mask = self.pipeline.networks
         return postprocess.two_network_labels(probs[marker], probs[mask][..., 0], **settings)
 
-    def __call__(self, image: np.ndarray, tta: bool = False, as_is: dict[str, np.ndarray] | None = None, **params) -> np.ndarray:
+    def __call__(self, image: np.ndarray, tta: bool = False, as_is: dict[str, np.ndarray] | None = None,
+                 fuse_scales: bool = False, **params) -> np.ndarray:
         """Instance labels (int32, H x W) for an RGB uint8 image; a large one in blocks
-        (:func:`nucleitut.blocks.label_in_blocks`), so memory stays bounded. ``as_is``: see
-        :meth:`probabilities` (not used for an image in blocks)."""
+        (:func:`nucleitut.blocks.label_in_blocks`), so memory stays bounded. ``as_is`` and
+        ``fuse_scales``: see :meth:`probabilities` (``as_is`` is not used for an image in blocks)."""
         if blocks.needs_blocks(image.shape):
-            return blocks.label_in_blocks(lambda block: self(block, tta, **params), image)
-        return self.labels_from(self.probabilities(image, tta, as_is), **params)
+            return blocks.label_in_blocks(lambda block: self(block, tta, fuse_scales=fuse_scales, **params), image)
+        return self.labels_from(self.probabilities(image, tta, as_is, fuse_scales), **params)
 
 
 # --------------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ def segment_image(
     profile: str | None = None,
     name: str = "image",
     networks=None,
+    fuse_scales: bool = False,
 ) -> SegmentationResult:
     """Segment one image with size and intensity handling; see :func:`segment`.
 
@@ -124,6 +125,11 @@ def segment_image(
     networks : tuple, optional
         ``(segmenter, target)`` from :func:`nucleitut.pretrained.load_networks`, to load the
         networks once for many images.
+    fuse_scales : bool, default False
+        Fuse the networks' outputs at the chosen scale with those at the neighbouring scales
+        (:data:`nucleitut.sizing.NEIGHBOUR_SCALES`; :meth:`nucleitut.evaluation.Segmenter.probabilities`):
+        less sensitive to a scale the estimate got wrong (validation images: +0.019 for
+        halved images), 3.5 times the network passes. Measured on validation images only.
 
     Returns
     -------
@@ -149,7 +155,7 @@ def segment_image(
         scale, source = 1.0, "not estimated"
     # The estimate's first pass over the image as it is is one of the segmentation's views
     # when the image is not rescaled: reused, not predicted again.
-    labels = segmenter(sizing.rescale_image(rgb, scale), tta=tta, as_is=first_pass if scale == 1.0 else None)
+    labels = segmenter(sizing.rescale_image(rgb, scale), tta=tta, as_is=first_pass if scale == 1.0 else None, fuse_scales=fuse_scales)
     labels = sizing.rescale_labels(labels, rgb.shape[:2])
     return SegmentationResult(labels, name, diameter, source, float(scale), intensity, time.perf_counter() - start, rgb)
 
@@ -192,7 +198,8 @@ def segment(
     size : bool, default True
         Estimate the nucleus size and rescale (False: segment at the native scale).
     **kwargs
-        Passed to :func:`segment_image` (``scale``, ``profile``, ``name``, ``networks``).
+        Passed to :func:`segment_image` (``scale``, ``profile``, ``name``, ``networks``,
+        ``fuse_scales``).
 
     Returns
     -------
