@@ -184,6 +184,45 @@ def test_segmenting_at_the_native_scale_reuses_the_size_estimates_first_pass(mon
     assert len(calls) == 3 + 1 + len(predict.DEFAULT_TTA)  # probes, the second pass at the new scale, the views
 
 
+def test_fusing_scales_averages_objects_and_keeps_the_strongest_border(monkeypatch):
+    from nucleitut import predict
+
+    models, _ = tiny_networks()
+    segmenter, _ = pretrained.load_networks(models, "M6B4")
+
+    def fake(model, image, tta=False, **kwargs):  # outputs that say at which size the network saw the image
+        height, width = image.shape[:2]
+        if model is models["M6"]:
+            return np.broadcast_to(np.float32([0.2, 0.3, height / 1000]), (height, width, 3)).copy()
+        return np.full((height, width, 1), width / 1000, np.float32)
+
+    monkeypatch.setattr(predict, "predict_probabilities", fake)
+    image = np.zeros((100, 120, 3), np.uint8)
+    fused = segmenter.probabilities(image, fuse_scales=True)
+    assert fused["M6"].shape == (100, 120, 3) and fused["B4"].shape == (100, 120, 1)
+    # neighbours: 71x85 and 141x170 pixels
+    assert np.allclose(fused["M6"][..., 2], 0.141) and np.allclose(fused["M6"][..., :2], [0.2, 0.3])
+    assert np.allclose(fused["B4"], (120 + 85 + 170) / 3 / 1000)
+    assert np.allclose(segmenter.probabilities(image)["B4"], 0.120)  # without: the image alone
+    small = segmenter.probabilities(np.zeros((40, 60, 3), np.uint8), fuse_scales=True)  # 28 px: no smaller neighbour
+    assert np.allclose(small["B4"], (60 + 85) / 2 / 1000) and np.allclose(small["M6"][..., 2], 0.057)
+
+
+def test_segment_image_fuses_scales_on_request(monkeypatch):
+    from nucleitut import predict
+
+    image, count = discs_image(16)
+    networks = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
+    calls = []
+    original = predict.predict_image
+    monkeypatch.setattr(predict, "predict_image", lambda *args, **kwargs: calls.append(args[1].shape[:2]) or original(*args, **kwargs))
+    result = segment.segment_image(image, tta=True, networks=networks, fuse_scales=True)
+    views = len(predict.DEFAULT_TTA)
+    assert result.scale == 1.0 and len(calls) == 3 + (views - 1) + 2 * views  # probes, the image's views, the neighbours' views
+    assert sorted({c for c in calls[-2 * views:]}) == [(181, 181), (362, 362)]
+    assert result.count == count  # brightness does not depend on the scale: the same discs
+
+
 def test_size_normalized_networks_get_every_image_rescaled_to_their_training_size():
     import dataclasses
 
@@ -404,6 +443,27 @@ def test_segment_command_reports_each_bad_file_and_processes_the_others(referenc
     assert code == 1 and "good_labels.png exists; use --overwrite" in err and "good.png" in err
     code, out, err = run(capsys, monkeypatch, good, out_dir, "--models", reference[0], "--no-tta", "--overwrite", "--diameter", "20")
     assert code == 0 and "(given)" in out, err
+
+
+def test_segment_command_fuses_scales_when_asked(reference, tmp_path, capsys, monkeypatch):
+    from nucleitut import evaluation
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    iio.imwrite(folder / "discs.png", discs_image(15, shape=(96, 128))[0])
+    asked = []
+    original = evaluation.Segmenter.probabilities
+
+    def recording(self, image, tta=False, as_is=None, fuse_scales=False):
+        asked.append(fuse_scales)
+        return original(self, image, tta, as_is, fuse_scales)
+
+    monkeypatch.setattr(evaluation.Segmenter, "probabilities", recording)
+    code, _, err = run(capsys, monkeypatch, folder, tmp_path / "out", "--models", reference[0], "--no-tta", "--fuse-scales")
+    assert code == 0, err
+    assert asked[0] is True and asked.count(True) == 1  # the image itself; its neighbours are predicted without fusing again
+    code, _, err = run(capsys, monkeypatch, folder, tmp_path / "out2", "--models", reference[0], "--no-tta")
+    assert code == 0 and asked[-1] is False, err
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])
