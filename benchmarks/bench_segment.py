@@ -233,6 +233,9 @@ def main(argv=None) -> int:
                                               "(same images; its commit is kept in the output)")
     parser.add_argument("--auto-only", action="store_true",
                         help="scale section: score with automatic size only, not also without size handling")
+    parser.add_argument("--fuse-scales", action="store_true",
+                        help="segment with handling as segment_image(..., fuse_scales=True) (native and scale sections)")
+    parser.add_argument("--factors", nargs="+", type=float, default=list(FACTORS), help=f"scale section: these factors (default {FACTORS})")
     parser.add_argument("--large-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.large_child:
@@ -254,7 +257,7 @@ def main(argv=None) -> int:
         "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (sys.argv[1:] if argv is None else list(argv))),
         "complete": False,
         "networks": args.models or "reference (nucleitut/reference)",
-        "pipeline": networks[0].pipeline.name, "tta": True,
+        "pipeline": networks[0].pipeline.name, "tta": True, "fuse_scales": args.fuse_scales,
         "training_diameter_px": networks[1],
         "data": dataset.describe(),
         "n_images": len(test),
@@ -289,6 +292,7 @@ def main(argv=None) -> int:
             "seconds": float(np.sum([r[1] for r in rows])),
         }
 
+    handling = {"fuse_scales": True} if args.fuse_scales else {}
     native = [dataset.get(i) for i in test]
     if args.native_from:
         earlier = json.loads(Path(args.native_from).read_text())
@@ -303,7 +307,7 @@ def main(argv=None) -> int:
     elif "native" in args.skip:
         args.skip += ["types", "scale", "intensity"]
     else:
-        result["native"] = score(native)
+        result["native"] = score(native, **handling)
         print(f"native: {result['native']['mean']:.3f} on {len(test)} images "
               f"({result['native']['n_rescaled']} rescaled), {result['native']['seconds']:.0f} s", flush=True)
         save()
@@ -324,9 +328,9 @@ def main(argv=None) -> int:
 
     if "scale" not in args.skip:
         result["scale"] = {}
-        for factor in FACTORS:
+        for factor in args.factors:
             pairs = [rescaled(image, truth, factor) for image, truth in native]
-            auto = score(pairs)
+            auto = score(pairs, **handling)
             result["scale"][str(factor)] = {"auto_size": auto}
             if not args.auto_only:
                 fixed = result["scale"][str(factor)]["no_size_handling"] = score(pairs, size=False)
