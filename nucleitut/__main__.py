@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--channel", type=int, help="use this channel (0, 1, ...) of multi-channel images as grey")
     segment.add_argument("--no-tta", action="store_true", help="without test-time augmentation (about 4x faster)")
     segment.add_argument("--fuse-scales", action="store_true",
-                         help="also predict at 0.71 and 1.41 times the chosen scale and fuse (3.5x slower; helps when the size estimate is off)")
+                         help="also predict at 0.71 and 1.41 times the chosen scale and fuse (3.5 times the pixels to predict; helps a little when the size estimate is off)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--no-size", action="store_true", help="segment at the native scale: better for images whose nuclei have the training images' size, fails on other sizes")
     segment.add_argument("--no-normalize", action="store_true", help="old intensity rule: min..max of each image (shows the failure on 16-bit images)")
