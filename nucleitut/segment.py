@@ -128,8 +128,9 @@ def segment_image(
     fuse_scales : bool, default False
         Fuse the networks' outputs at the chosen scale with those at the neighbouring scales
         (:data:`nucleitut.sizing.NEIGHBOUR_SCALES`; :meth:`nucleitut.evaluation.Segmenter.probabilities`):
-        less sensitive to a scale the estimate got wrong (validation images: +0.019 for
-        halved images), 3.5 times the network passes. Measured on validation images only.
+        less sensitive to a scale the estimate got wrong (halved images: +0.018 on 30
+        validation images, +0.006 on 60 test images with TTA; native ones unchanged), for
+        3.5 times the pixels to predict (results/benchmarks/README.md).
 
     Returns
     -------

@@ -67,8 +67,9 @@ MIN_PROBE_DIAMETER = 10.0
 ESTIMATE_WINDOW = 1024
 #: Factors of the neighbouring scales whose outputs ``segment_image(..., fuse_scales=True)``
 #: fuses with the chosen scale's (this project's option: 30 validation images at four sizes,
-#: +0.009 on average, +0.019 for halved images, results/benchmarks/README.md "fusing
-#: neighbouring scales"; not the default: it costs 3.5 times the network passes).
+#: +0.009 on average, +0.018 for halved images; 60 halved test images with TTA +0.006;
+#: results/benchmarks/README.md "fusing neighbouring scales"; not the default: it costs 3.5
+#: times the pixels to predict).
 NEIGHBOUR_SCALES = (2 ** -0.5, 2 ** 0.5)
 #: A shrunk probe is skipped when the image's shorter side would fall under this many pixels.
 MIN_PROBE_SIDE = 32
