@@ -11,6 +11,12 @@ estimate involved, so only the lost detail counts), TTA, the paper's thresholds 
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_half_scale_augmentation.py \\
         --models <NUCLEITUT_MODELS folder of the campaign> --out results/benchmarks/half_scale_augmentation.json
+
+With ``--test`` it runs on the 120 test images instead and adds the two scores at the
+halved size that ``bench_segment.py`` measures (labels halved by nearest neighbour): the
+halved image segmented at exactly scale 2 with its labels mapped back (a perfect size
+estimate), and the native segmentation's labels halved (no segmentation of the halved
+image at all). They bound what any size estimate can reach on halved images.
 """
 
 from __future__ import annotations
@@ -34,28 +40,39 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", help="the campaign's models folder; without it, the shipped reference networks")
     parser.add_argument("--band-run", default="results/benchmarks/size_band_validation.json")
+    parser.add_argument("--test", action="store_true", help="the 120 test images instead of the band run's")
+    parser.add_argument("--limit", type=int, help="only the first N images (a quick trial)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    ids = json.loads(Path(args.band_run).read_text())["ids"]
     dataset = data.load_dataset(profile="cpu")
-    out = {"what": __doc__.split("\n\n")[0], "n_images": len(ids), "ids_from": Path(args.band_run).name, "pipelines": {}}
+    ids = list(dataset.split().test) if args.test else json.loads(Path(args.band_run).read_text())["ids"]
+    ids = ids[:args.limit]
+    out = {"what": __doc__.split("\n\n")[0], "n_images": len(ids),
+           "ids_from": "test split" if args.test else Path(args.band_run).name, "pipelines": {}}
     pipelines = PIPELINES if args.models else {"reference M3B1": "none"}
     for name, augmentation in pipelines.items():
         networks = pretrained.load_networks(args.models, name, profile="cpu") if args.models else pretrained.load_networks()
         rows = []
         for image_id in ids:
             image, labels = dataset.get(image_id)
-            half, _ = rescaled(image, labels, 0.5)
+            half, half_truth = rescaled(image, labels, 0.5)
             native = segment.segment_image(image, networks=networks, size=False).labels
             back = sizing.rescale_image(half, 2.0)  # cubic, as segment enlarges
             truth = sizing.rescale_labels(labels, back.shape[:2])  # an odd side comes back one pixel short
-            rows.append({"id": image_id, "native": metrics.kaggle_score(labels, native),
-                         "halved_enlarged": metrics.kaggle_score(
-                             truth, segment.segment_image(back, networks=networks, size=False).labels)})
+            enlarged = segment.segment_image(back, networks=networks, size=False).labels
+            row = {"id": image_id, "native": metrics.kaggle_score(labels, native),
+                   "halved_enlarged": metrics.kaggle_score(truth, enlarged)}
+            if args.test:  # scored at the halved size, as bench_segment.py scores its x0.5 images
+                row["halved_at_scale_2"] = metrics.kaggle_score(half_truth, sizing.rescale_labels(enlarged, half.shape[:2]))
+                row["native_labels_halved"] = metrics.kaggle_score(half_truth, sizing.rescale_labels(native, half.shape[:2]))
+            rows.append(row)
         native_mean = float(np.mean([r["native"] for r in rows]))
         halved_mean = float(np.mean([r["halved_enlarged"] for r in rows]))
         out["pipelines"][name] = {"augmentation": augmentation, "native": native_mean, "halved_enlarged": halved_mean,
                                   "difference": halved_mean - native_mean, "rows": rows}
+        for column in ("halved_at_scale_2", "native_labels_halved") if args.test else ():
+            out["pipelines"][name][column] = float(np.mean([r[column] for r in rows]))
+            print(f"  {column.replace('_', ' ')}, scored at the halved size: {out['pipelines'][name][column]:.3f}", flush=True)
         print(f"{name} (augmentation {augmentation}): as is {native_mean:.3f}, halved and enlarged back "
               f"{halved_mean:.3f} ({halved_mean - native_mean:+.3f})", flush=True)
     arguments = ["$NUCLEITUT_MODELS" if a == args.models else a for a in (sys.argv[1:] if argv is None else argv)]
