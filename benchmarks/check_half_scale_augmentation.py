@@ -16,7 +16,9 @@ With ``--test`` it runs on the 120 test images instead and adds scores at the ha
 as ``bench_segment.py`` scores its x0.5 images (labels halved by nearest neighbour): the
 halved image segmented at exactly scale 2 with its labels mapped back, the native
 segmentation's labels halved, and the library's size handling (``auto``); the last also
-mapped to the native size and scored against the native labels. Two rows without any
+mapped to the native size and scored against the native labels, once from its labels at the
+halved size and once from the labels at the scale it chose (the halved image rescaled by
+that scale and segmented without size handling: no halved grid in between). Two rows without any
 network show how much the halved labels' rasterisation weighs: the true labels taken
 through a grid 4 % smaller, and shifted by one native pixel, before halving. Halving by
 nearest neighbour breaks a tie in every 2x2 block (skimage takes the pixel at the lower
@@ -42,12 +44,14 @@ PIPELINES = {"M3B1": "none", "M4B2": "a", "M5B3": "b"}
 
 #: Columns of ``--test`` (scored at the halved size unless named "native grid").
 TEST_COLUMNS = ("halved_at_scale_2", "native_labels_halved", "auto", "auto_on_native_grid",
-                "truth_through_grid_0.96", "truth_shifted_one_pixel")
+                "auto_scale_on_native_grid", "truth_through_grid_0.96", "truth_shifted_one_pixel")
 
 
 def halved_rows(image, labels, half, half_truth, native, enlarged, networks):
     """The ``--test`` scores of one image (see :data:`TEST_COLUMNS`)."""
-    auto = segment.segment_image(half, networks=networks).labels
+    result = segment.segment_image(half, networks=networks)
+    auto = result.labels
+    at_scale = segment.segment_image(sizing.rescale_image(half, result.scale), networks=networks, size=False).labels
     regridded = sizing.rescale_labels(labels, tuple(int(round(n * 0.96)) for n in labels.shape))
     shifted = np.zeros_like(labels)
     shifted[1:, 1:] = labels[:-1, :-1]
@@ -56,6 +60,8 @@ def halved_rows(image, labels, half, half_truth, native, enlarged, networks):
             "native_labels_halved": metrics.kaggle_score(half_truth, halve(native)),
             "auto": metrics.kaggle_score(half_truth, auto),
             "auto_on_native_grid": metrics.kaggle_score(labels, sizing.rescale_labels(auto, labels.shape)),
+            "auto_scale_on_native_grid": metrics.kaggle_score(labels, sizing.rescale_labels(at_scale, labels.shape)),
+            "auto_scale": result.scale,
             "truth_through_grid_0.96": metrics.kaggle_score(half_truth, halve(regridded)),
             "truth_shifted_one_pixel": metrics.kaggle_score(half_truth, halve(shifted))}
 
