@@ -10,6 +10,8 @@ with the shipped reference networks (or ``--models``) and TTA:
 
 * **scale**: every image and its labels rescaled by 0.5, 2 and 3 (labels by nearest
   neighbour); mean Kaggle score with automatic size handling and without it (native scale);
+  with ``--registered`` a shrunk image is taken at the pixels its labels come from (see
+  :func:`rescaled`: halved labels are otherwise half a native pixel off their image);
 * **intensity**: every image as 16 bit with a dark offset (+3000), a gain (x40) and five
   hot pixels (65535) -- a grey (H, W) uint16 image for grey images, an (H, W, 3) one for
   stained tissue, so only the intensity handling differs from the 8-bit image; with the
