@@ -13,6 +13,8 @@ post-processing, or a two-network combination.
 
 Each pipeline runs with or without test-time augmentation (TTA). :func:`evaluate` writes a
 self-describing JSON record (hardware, profile, commit, versions, date, training time).
+:class:`SeedEnsemble` and :func:`evaluate_seed_ensemble`: a pipeline whose networks are each
+the ensemble of their repeated trainings (seeds).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from . import blocks, config, data, metrics, postprocess, predict, records, sizi
 
 __all__ = [
     "Segmenter",
+    "SeedEnsemble",
     "evaluate",
     "evaluate_pipelines",
+    "evaluate_seed_ensemble",
     "evaluate_classical",
     "tune_postprocessing",
 ]
@@ -346,3 +350,96 @@ def evaluate_pipelines(
                 labels_of = lambda image_id, s=chosen: s.labels_from(probs[image_id])  # noqa: E731
                 scored.append(_score(chosen, dataset, ids, tta, labels_of, verbose))
     return scored
+
+
+class SeedEnsemble:
+    """A pipeline whose every network is the ensemble of its trainings with ``seeds``.
+
+    The paper describes ensembles as "the averaged output of multiple networks" (section 4.2)
+    and reports none. Here each network of the pipeline (for M3B1: M3 and B1) is predicted by
+    each of its trainings, with or without TTA, and the outputs are fused by
+    :func:`nucleitut.predict.combine_predictions` (channels averaged, the border channel of a
+    three-class network by maximum: this project's rule); the post-processing then runs once on
+    the fused outputs. Fusing the TTA outputs of each training equals fusing all (training,
+    view) predictions at once (mean of equal-sized means, max of maxima).
+
+    Parameters
+    ----------
+    pipeline : str
+    seeds : sequence of int
+        At least two different trainings (:func:`nucleitut.config.model_dir`) of every network.
+    profile : str, optional
+    models : dict, optional
+        Seed -> ``{network: model}``; missing ones are loaded as :class:`Segmenter` does.
+    """
+
+    def __init__(self, pipeline, seeds: Sequence[int], profile=None, models=None, verbose=True):
+        self.seeds = [int(seed) for seed in seeds]
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"a seed ensemble needs at least two different seeds, got {list(seeds)}")
+        #: One :class:`Segmenter` per training; the first one's post-processing is used.
+        self.members = [Segmenter(pipeline, profile, models=(models or {}).get(seed), verbose=verbose, seed=seed)
+                        for seed in self.seeds]
+        self.pipeline = self.members[0].pipeline
+        self.profile = self.members[0].profile
+
+    def probabilities(self, image: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
+        """Each network's output fused over its trainings."""
+        outputs = [member.probabilities(image, tta) for member in self.members]
+        return {n: predict.combine_predictions([output[n] for output in outputs]) for n in self.pipeline.networks}
+
+    def labels_from(self, probs: dict[str, np.ndarray], **params) -> np.ndarray:
+        """Instance labels from fused outputs (:meth:`Segmenter.labels_from`)."""
+        return self.members[0].labels_from(probs, **params)
+
+    def __call__(self, image: np.ndarray, tta: bool = False, **params) -> np.ndarray:
+        """Instance labels (int32, H x W) for an RGB uint8 image (no blocks: images of the data set's size)."""
+        return self.labels_from(self.probabilities(image, tta), **params)
+
+
+def evaluate_seed_ensemble(
+    pipeline: str,
+    dataset: "data.Dataset",
+    seeds: Sequence[int],
+    ids: Sequence[str] | None = None,
+    tta_values: Sequence[bool] = (False, True),
+    profile: str | None = None,
+    models: dict | None = None,
+    verbose: bool = True,
+) -> list[dict]:
+    """Score a :class:`SeedEnsemble` with the default (the paper's) post-processing settings
+    on ``ids`` (default: the test part of the data set's split).
+
+    Returns
+    -------
+    list of dict
+        One record per value of ``tta_values``, like :func:`evaluate_pipelines`' but with
+        ``seed`` and ``ensemble_of_seeds`` the list of seeds and ``networks`` keyed
+        ``"<network> seed <k>"``. Write them under :func:`seed_ensemble_record_name`, not to the
+        folder Figure 9 reads: they are not single trainings.
+    """
+    records.git_commit()  # the records name the commit of the code as it was when scoring started
+    ensemble = SeedEnsemble(pipeline, seeds, profile, models, verbose)
+    ids = list(ids) if ids is not None else dataset.split().test
+    networks = {f"{network} seed {m.seed}": facts for m in ensemble.members for network, facts in _network_facts(m).items()}
+    postprocess_info = {"settings": dict(config.POSTPROCESS_DEFAULTS[ensemble.pipeline.method]), "chosen_on": "defaults"}
+    scored = []
+    for tta in tta_values:
+        record = _record(ensemble.pipeline.name, ensemble.pipeline.method, tta, ensemble.profile, ensemble.seeds,
+                         dataset, ids, lambda image_id, tta=tta: ensemble(dataset.get(image_id)[0], tta), networks,
+                         postprocess_info, verbose=False)
+        record["ensemble_of_seeds"] = ensemble.seeds
+        if verbose:
+            print(f"{ensemble.pipeline.name} ensemble of seeds {ensemble.seeds}{' + TTA' if tta else ''}: "
+                  f"mean Kaggle score {record['mean']['kaggle_score']:.3f} on {len(ids)} images", flush=True)
+        scored.append(record)
+    return scored
+
+def seed_ensemble_record_name(record: dict) -> str:
+    """``<profile>_<pipeline>[_tta]_seeds<k>-<k>-....json`` for a record of :func:`evaluate_seed_ensemble`.
+
+    >>> seed_ensemble_record_name({"profile": "cpu", "pipeline": "M3B1", "tta": True, "ensemble_of_seeds": [0, 1, 2]})
+    'cpu_M3B1_tta_seeds0-1-2.json'
+    """
+    seeds = "-".join(str(seed) for seed in record["ensemble_of_seeds"])
+    return f"{record['profile']}_{record['pipeline']}{'_tta' if record['tta'] else ''}_seeds{seeds}.json"

@@ -96,3 +96,79 @@ def test_records_describe_data_without_paths_and_carry_the_seed(segmenter):
     assert record["data"] == {"name": "stage1_train.zip", "n_images": 2, "ids_sha256": dataset.describe()["ids_sha256"]}
     assert "/somewhere" not in str(record) and record["seed"] == 2
     assert records.record_name(record) == "quick_M3B1_seed2.json"
+
+
+def _tiny_networks(folder, seed):
+    """Untrained M3 and B1 (3 blocks, F=4), saved and loaded like trained ones."""
+    import json
+
+    from nucleitut import predict, training
+
+    models = {}
+    for network in ("M3", "B1"):
+        directory = folder / f"seed{seed}" / network
+        directory.mkdir(parents=True)
+        cfg = config.training_config(network, "quick", seed=seed, filters=4)
+        training.build_model(cfg).save(directory / "model.keras")
+        (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
+        models[network] = predict.load_network(directory)
+    return models
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset():
+    from nucleitut import data
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (64, 80, 3), dtype=np.uint8) for _ in range(2)]
+    truths = [np.zeros((64, 80), np.int32) for _ in range(2)]
+    truths[0][10:30, 10:30] = 1
+    truths[1][40:60, 50:70] = 1
+    return data.Dataset(["a", "b"], images, truths, "synthetic", data.Path("synthetic.zip"))
+
+
+def test_a_seed_ensemble_of_one_network_with_itself_is_the_network(tmp_path, tiny_dataset):
+    """Fusing identical outputs gives them back exactly: same outputs, labels and scores as the single pipeline."""
+    models = _tiny_networks(tmp_path, 0)
+    ensemble = evaluation.SeedEnsemble("M3B1", [0, 1], "quick", models={0: models, 1: dict(models)})
+    single = evaluation.Segmenter("M3B1", "quick", models=models)
+    image = tiny_dataset.get("a")[0]
+    for tta in (False, True):
+        fused, alone = ensemble.probabilities(image, tta), single.probabilities(image, tta)
+        assert all(np.array_equal(fused[n], alone[n]) for n in ("M3", "B1"))
+        # thresholds low enough that the untrained networks give objects to compare
+        assert np.array_equal(ensemble.labels_from(fused, marker_threshold=0.1), single.labels_from(alone, marker_threshold=0.1))
+        assert single.labels_from(alone, marker_threshold=0.1).max() > 0
+    scored = evaluation.evaluate_pipelines(["M3B1"], tiny_dataset, ids=["a", "b"], profile="quick", models=models, verbose=False)
+    records_ = evaluation.evaluate_seed_ensemble("M3B1", tiny_dataset, [0, 1], ids=["a", "b"], profile="quick",
+                                                 models={0: models, 1: dict(models)}, verbose=False)
+    assert [r["tta"] for r in records_] == [False, True]
+    for one, both in zip(scored, records_):
+        assert [row["kaggle_score"] for row in both["per_image"]] == [row["kaggle_score"] for row in one["per_image"]]
+        assert both["ensemble_of_seeds"] == [0, 1] and both["seed"] == [0, 1]
+        assert sorted(both["networks"]) == ["B1 seed 0", "B1 seed 1", "M3 seed 0", "M3 seed 1"]
+    assert evaluation.seed_ensemble_record_name(records_[1]) == "quick_M3B1_tta_seeds0-1.json"
+
+
+def test_a_seed_ensemble_fuses_its_trainings_outputs(tmp_path, tiny_dataset):
+    """Two different trainings: objects averaged, the border channel by maximum, B1's mask averaged."""
+    from nucleitut import metrics, predict
+
+    first, second = _tiny_networks(tmp_path, 0), _tiny_networks(tmp_path, 1)
+    ensemble = evaluation.SeedEnsemble("M3B1", [0, 1], "quick", models={0: first, 1: second})
+    image, truth = tiny_dataset.get("a")
+    fused = ensemble.probabilities(image)
+    each = [{n: predict.predict_probabilities(m[n], image) for n in ("M3", "B1")} for m in (first, second)]
+    assert not np.allclose(each[0]["M3"], each[1]["M3"])  # the two trainings differ
+    np.testing.assert_allclose(fused["M3"][..., :2], (each[0]["M3"][..., :2] + each[1]["M3"][..., :2]) / 2, atol=1e-6)
+    np.testing.assert_allclose(fused["M3"][..., 2], np.maximum(each[0]["M3"][..., 2], each[1]["M3"][..., 2]), atol=1e-6)
+    np.testing.assert_allclose(fused["B1"], (each[0]["B1"] + each[1]["B1"]) / 2, atol=1e-6)
+    record = evaluation.evaluate_seed_ensemble("M3B1", tiny_dataset, [0, 1], ids=["a"], tta_values=(False,),
+                                               profile="quick", models={0: first, 1: second}, verbose=False)[0]
+    assert record["per_image"][0]["kaggle_score"] == metrics.kaggle_score(truth, ensemble(image))
+
+
+def test_a_seed_ensemble_needs_two_different_seeds():
+    for seeds in ([0], [1, 1]):
+        with pytest.raises(ValueError, match="at least two different seeds"):
+            evaluation.SeedEnsemble("M3B1", seeds, "quick")
