@@ -39,6 +39,7 @@ __all__ = [
     "evaluate",
     "evaluate_pipelines",
     "evaluate_seed_ensemble",
+    "seed_ensemble_record_name",
     "evaluate_classical",
     "tune_postprocessing",
 ]
@@ -434,6 +435,7 @@ def evaluate_seed_ensemble(
                   f"mean Kaggle score {record['mean']['kaggle_score']:.3f} on {len(ids)} images", flush=True)
         scored.append(record)
     return scored
+
 
 def seed_ensemble_record_name(record: dict) -> str:
     """``<profile>_<pipeline>[_tta]_seeds<k>-<k>-....json`` for a record of :func:`evaluate_seed_ensemble`.
