@@ -38,6 +38,9 @@ def test_chapters_are_committed_without_outputs(chapter):
         )
     titles = [line for c in notebook.cells if c.cell_type == "markdown" for line in c.source.splitlines() if re.match(r"# ", line)]
     assert len(titles) == 1, f"{chapter.name}: exactly one '# ' title"
+    with open(chapter, encoding="utf-8") as file:  # as committed: nbformat.read would fill in missing ids
+        ids = [cell.get("id") for cell in json.load(file)["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), f"{chapter.name}: every cell needs its own id (nbformat 4.5)"
 
 
 @pytest.mark.slow
