@@ -13,8 +13,9 @@ whose training was killed resumes at its last epoch (training's own backup); a s
 pipeline is not scored again. Order: seed 0 of the networks the book's
 first comparisons need (B1, M3, M1, M2, B4, M6), then the other rows of Table 3, then seeds 1
 and 2 of B1, M1, M2, M3, B4 and M6, then seeds 1 and 2 of B3 and M5 (the set a and plateau
-rows of the findings compare with them; added after the rest had finished), then the networks
-of :data:`RETRAIN` again.
+rows of the findings compare with them; added after the rest had finished), then seeds 3 and
+4 of M3 and B1 (the best cpu pipeline's mean over five trainings), then the networks of
+:data:`RETRAIN` again.
 
 A network whose training changed after its records were made is listed in :data:`RETRAIN`:
 its records, and those of the pairs it belongs to, count as missing when they are older than
