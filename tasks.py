@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_environment("requirements-test.txt")
     # Chapters first (nbval executes them and trains the shared networks), then the library
     # tests and the book build, which reuses the trained networks.
-    return run([str(BIN / "python"), "-m", "pytest", "--nbval-lax", "book", "tests", *args.extra], env)
+    return run([str(BIN / "python"), "-m", "pytest", "--nbval-lax", "book", "tests", "nucleitut", *args.extra], env)
 
 
 if __name__ == "__main__":

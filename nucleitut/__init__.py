@@ -2,27 +2,26 @@
 
 It follows Scherr et al. (2018), "Best Practices in Deep Learning-Based Segmentation of
 Microscopy Images", on the Kaggle 2018 Data Science Bowl data (BBBC038v1). Modules map to the
-stages of the pipeline and data flows one way::
+stages of the pipeline and data flows one way (``tests/test_imports.py`` checks it)::
 
-    images -> data -> targets -> unet / losses / training -> postprocess -> metrics
+    images -> data -> targets -> unet, losses -> training -> predict -> postprocess
+           -> metrics, sizing -> pipeline -> evaluation, records -> outputs, finetune, CLI
 
-``config`` holds the paper's Table 3 and the two profiles (``quick`` and ``full``).
-``segment`` applies the shipped reference networks to your own images:
-``nucleitut.segment(image)`` returns instance labels (imported on first use, so that
+``config`` holds the paper's Table 3, the three profiles (``quick``, ``cpu``, ``full``) and the
+pipelines. ``nucleitut.segment(image)`` segments your own images with the shipped reference
+networks (:func:`nucleitut.pipeline.segment`; imported on first use, so that
 ``import nucleitut`` stays light).
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["segment", "segment_image"]
+__all__ = ["segment", "Pipeline"]
 
 
 def __getattr__(name):
-    # Lazy: the segment module pulls in scipy/skimage (and Keras when it runs). The module
-    # is callable: ``nucleitut.segment(image)`` calls ``nucleitut.segment.segment(image)``.
-    if name in ("segment", "segment_image"):
-        import importlib
+    # Lazy: the pipeline module pulls in scipy/skimage and Keras.
+    if name in ("segment", "Pipeline"):
+        from . import pipeline
 
-        module = importlib.import_module(".segment", __name__)
-        return module if name == "segment" else module.segment_image
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'nucleitut' has no attribute {name!r}")

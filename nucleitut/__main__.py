@@ -13,15 +13,15 @@ Examples::
 
 The profile comes from ``--profile`` or ``NUCLEITUT_PROFILE`` (default ``quick``); data from
 ``--data`` or the profile's default (see ``nucleitut.data``). Trained networks live in
-``NUCLEITUT_MODELS`` (default: the user cache), or ``--models``.
+``--models`` (default: ``NUCLEITUT_MODELS``, else the user cache).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
 
 def _profiles() -> list[str]:
     from .config import PROFILES
@@ -31,7 +31,7 @@ def _profiles() -> list[str]:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=_profiles(), help="default: $NUCLEITUT_PROFILE or quick")
-    parser.add_argument("--models", help="folder of trained networks (sets NUCLEITUT_MODELS)")
+    parser.add_argument("--models", help="folder of trained networks (default: $NUCLEITUT_MODELS or the user cache)")
 
 
 def _seed_option(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def cmd_train(args) -> int:
         overrides["learning_rate"] = args.learning_rate
     cfg = config.training_config(args.network, args.profile, **overrides)
     dataset = data.load_dataset(args.data, profile=cfg.profile)
-    directory = Path(args.out) if args.out else config.model_dir(cfg.network, cfg.profile, cfg.seed)
+    directory = Path(args.out) if args.out else config.model_dir(cfg.network, cfg.profile, cfg.seed, args.models)
     result = training.train(cfg, dataset, directory, devices=args.devices, workers=args.workers)
     print(
         f"Saved {cfg.network} to {directory / 'model.keras'}: {result.epochs} epochs, "
@@ -65,6 +65,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import config, data, evaluation, records
+    from .pipeline import Pipeline
 
     profile = config.get_profile(args.profile).name
     dataset = data.load_dataset(args.data, profile=profile)
@@ -79,10 +80,10 @@ def cmd_evaluate(args) -> int:
             return 2
     shared = {}
     for name in args.pipelines:  # load every network first: a missing one fails before any scoring
-        shared.update(evaluation.Segmenter(name, profile, models=shared, seed=args.seed).models)
+        shared.update(Pipeline.trained(name, profile, args.seed, reuse=shared, root=args.models).networks)
     scored = evaluation.evaluate_pipelines(
-        args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, models=shared, tune_on=tune_on,
-        seed=args.seed,
+        args.pipelines, dataset, ids=ids, tta_values=tta_values, profile=profile, networks=shared, tune_on=tune_on,
+        seed=args.seed, root=args.models,
     )
     if args.classical:
         scored.append(evaluation.evaluate_classical(dataset, ids=ids, profile=profile))
@@ -122,7 +123,8 @@ def cmd_segment(args) -> int:
 
     Exit status: 0 every image segmented, 1 some failed (each named on stderr), 2 usage
     error (nothing segmented)."""
-    from . import images, pretrained, segment
+    from . import config, images, outputs
+    from .pipeline import Pipeline, SegmentOptions
 
     source, target = Path(args.input), Path(args.output)
     if not source.exists():
@@ -138,30 +140,27 @@ def cmd_segment(args) -> int:
         return 2
     models = args.models
     if models is None and args.pipeline is not None:  # a pipeline without --models: the trained networks of the profile
-        from . import config
-
         models = config.models_dir()
     try:
-        networks = pretrained.load_networks(models, args.pipeline, args.profile)
+        options = SegmentOptions(
+            tta=not args.no_tta, size=not args.no_size, diameter=args.diameter, scale=args.scale, channel=args.channel,
+            normalize="never" if args.no_normalize else ("always" if args.normalize else "auto"), fuse_scales=args.fuse_scales,
+        )
+        pipeline = Pipeline.reference() if models is None else Pipeline.load(models, args.pipeline, args.profile)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    segmenter, size = networks
-    print(f"Pipeline {segmenter.pipeline.name} ({'reference networks' if models is None else models}); "
-          f"training nucleus diameter {size:.1f} px; {len(files)} image(s)")
+    print(f"Pipeline {pipeline.name} ({'reference networks' if models is None else models}); "
+          f"training nucleus diameter {pipeline.training_diameter:.1f} px; {len(files)} image(s)")
     failures = []
     for path in files:
         try:
-            existing = [p for p in segment.output_paths(target, path.stem).values() if p.exists()]
+            existing = [p for p in outputs.output_paths(target, path.stem).values() if p.exists()]
             if existing and not args.overwrite:
                 raise FileExistsError(f"{path}: output {existing[0]} exists; use --overwrite to replace it")
             raw = images.read_input(path)
-            result = segment.segment_image(
-                raw, diameter=args.diameter, tta=not args.no_tta, channel=args.channel,
-                normalize="never" if args.no_normalize else ("always" if args.normalize else "auto"),
-                size=not args.no_size, scale=args.scale, name=str(path), networks=networks, fuse_scales=args.fuse_scales,
-            )
-            segment.write_outputs(result, target, path.stem, intensity=_intensity_source(raw, args.channel), overwrite=args.overwrite)
+            result = pipeline.segment(raw, options, name=str(path))
+            outputs.write_outputs(result, target, path.stem, intensity=_intensity_source(raw, args.channel), overwrite=args.overwrite)
         except (images.DataError, FileExistsError, ValueError, OSError) as error:
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             print(f"failed: {message}", file=sys.stderr)
@@ -198,7 +197,7 @@ def cmd_finetune(args) -> int:
         print(f"Mixing in {len(mix)} images of {source.describe()['name']} (its training and validation images) "
               f"with your {len(dataset)}, so that the networks keep what they know (--mix 0: none)")
     written = finetune.finetune_reference(dataset, out, epochs=args.epochs, lr_factor=args.lr_factor, reference=args.reference,
-                                          val_fraction=args.val_fraction, size_normalised=args.size_normalised, mix=mix)
+                                          val_fraction=args.val_fraction, mix=mix)
     print(f"Saved the fine-tuned networks to {written.parent}; segment with "
           f"`python -m nucleitut segment IMAGES OUTPUT --models {written.parent}`")
     return 0
@@ -271,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("output", help="folder for the results (not inside the input folder)")
     segment.add_argument("--models", help="other networks: a reference folder, or trained networks (<DIR>/<NET>/model.keras "
                          "or <DIR>/<profile>/<NET>/model.keras); default: the shipped reference networks")
-    segment.add_argument("--profile", choices=["quick", "full", "cpu"], help="profile of trained networks in --models")
+    segment.add_argument("--profile", choices=_profiles(), help="profile of trained networks in --models")
     segment.add_argument("--pipeline", help="for example M6B4 or M3 (default: the reference's; with only --pipeline, "
                          "the trained networks of $NUCLEITUT_MODELS)")
     segment.add_argument("--diameter", type=_positive, help="typical nucleus diameter in pixels (default: estimated per image)")
@@ -302,8 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: as many as yours; 0: none)")
     tune.add_argument("--mix-data", help="where the images to mix in come from (default: $NUCLEITUT_DATA, else the "
                       "BBBC038v1 download, about 80 MB once, else the shipped sample; 'sample': the 44 shipped images)")
-    tune.add_argument("--size-normalised", action="store_true",
-                      help="train on the images rescaled to the reference's nucleus size (segment then rescales every image to it)")
     tune.add_argument("--overwrite", action="store_true", help="replace an existing reference folder in OUTPUT")
     tune.set_defaults(func=cmd_finetune)
 
@@ -317,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "models", None):
-        os.environ["NUCLEITUT_MODELS"] = str(Path(args.models).resolve())
     try:
         return args.func(args)
     except ValueError as error:  # unknown network names, profiles, bad data: no traceback

@@ -1,6 +1,6 @@
 """Large images in blocks: labels of an image of any size with bounded memory.
 
-Used by :class:`nucleitut.evaluation.Segmenter` (and so by ``segment``) for images larger than
+Used by :class:`nucleitut.pipeline.Pipeline` (and so by ``segment``) for images larger than
 :data:`BLOCK_SIDE` + 2 :data:`CONTEXT` pixels on a side (no image of BBBC038v1 is). Prediction
 is tiled already (:func:`nucleitut.predict.predict_tiled`), but the post-processing
 (marker map, watershed, labelling) needs the whole probability maps: for an 8000x8000 image

@@ -1,4 +1,4 @@
-"""One place for configuration: the paper's Table 3 networks and the two profiles.
+"""One place for configuration: the paper's Table 3 networks, the three profiles and the pipelines.
 
 Book chapters: *First results* (B networks), *Instance segmentation* (M1, M2), *Two
 networks* (M3-M7), *Improving training* (augmentation sets, plateau schedule).
@@ -35,7 +35,8 @@ Where the rows differ (augmentation set a, b or none; schedule) is written out i
   and the cap of 200 epochs are this project's choices (the paper needed 40-100 epochs,
   section 4.6, and stops after 10 epochs without improvement, Table 3).
 * ``cpu``: the whole data set on a 2-core CPU: Table 3 networks four times thinner, 128x128
-  crops, 8 epochs per network (12-15 minutes on an idle 2-core machine), every learning
+  crops, 8 epochs per network (16 to 80 minutes each on a 2-core machine, by the campaign's
+  records in ``results/``), every learning
   rate of Table 3 times 10 and lowered along half a cosine over the 8 epochs (this
   project's choice: 8 epochs are too few for the plateau rule to act). Used for the Table 3
   campaign records in ``results/``.
@@ -57,9 +58,9 @@ import re
 from pathlib import Path
 
 __all__ = [
-    "NetworkSpec", "Profile", "TrainingConfig", "TABLE3", "PROFILES", "PAIRS", "Pipeline", "POSTPROCESS_DEFAULTS",
+    "NetworkSpec", "Profile", "TrainingConfig", "TABLE3", "PROFILES", "PAIRS", "PipelineSpec", "POSTPROCESS_DEFAULTS",
     "POSTPROCESS_GRID", "get_network", "get_pipeline", "get_profile", "training_config", "cache_dir", "models_dir",
-    "model_dir", "results_dir", "ENVIRONMENT_VARIABLES",
+    "model_dir", "results_dir", "available_devices", "ENVIRONMENT_VARIABLES",
 ]
 
 
@@ -194,8 +195,8 @@ PROFILES: dict[str, Profile] = {
         crop_size=128,
         batch_size=8,
         lr_factor=10.0,
-        # An epoch takes one and a half to two minutes on an idle 2-core machine: 8 epochs
-        # are 12-15 minutes per network. A fixed number of epochs (not a time budget) keeps
+        # 8 epochs took 16 to 80 minutes per network in the campaign (results/, on 2 cores
+        # shared with other work). A fixed number of epochs (not a time budget) keeps
         # the campaign's networks comparable when other jobs share the cores.
         max_epochs=8,
         early_stopping_patience=10,
@@ -266,10 +267,6 @@ class TrainingConfig:
     mixed_precision: bool
     seed: int
     lr_schedule: str = "paper"
-    #: Nucleus diameter (pixels, :func:`nucleitut.sizing.typical_diameter`) every training and
-    #: validation image is rescaled to before cropping (None: images as they are, as in the
-    #: paper). This project's option, not the paper's (see :func:`nucleitut.sizing.normalize_size`).
-    size_target: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -360,7 +357,7 @@ POSTPROCESS_GRID["two_network"] = POSTPROCESS_GRID["watershed"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Pipeline:
+class PipelineSpec:
     """A network or a pair of networks and the post-processing that turns them into labels."""
 
     name: str
@@ -368,7 +365,7 @@ class Pipeline:
     method: str  #: 'threshold', 'watershed' or 'two_network'
 
 
-def get_pipeline(name: str) -> Pipeline:
+def get_pipeline(name: str) -> PipelineSpec:
     """The pipeline called ``name``: a Table 3 network (``B1``, ``M2``, ...) or a marker and a
     mask network (``M3B1``; the pairs of Figure 9 are :data:`PAIRS`, other combinations such
     as ``M5B1`` are allowed for experiments).
@@ -379,18 +376,18 @@ def get_pipeline(name: str) -> Pipeline:
     * ``M3B1``, ``M6B4``, ...: two networks, markers from M and the mask from B.
 
     >>> get_pipeline("m6b4")
-    Pipeline(name='M6B4', networks=('M6', 'B4'), method='two_network')
+    PipelineSpec(name='M6B4', networks=('M6', 'B4'), method='two_network')
     >>> get_pipeline("B2").method
     'threshold'
     """
     key = name.upper()
     if key in PAIRS:
-        return Pipeline(key, PAIRS[key], "two_network")
+        return PipelineSpec(key, PAIRS[key], "two_network")
     match = re.fullmatch(r"(M[1-7])(B[1-5])", key)
     if match:
-        return Pipeline(key, (match.group(1), match.group(2)), "two_network")
+        return PipelineSpec(key, (match.group(1), match.group(2)), "two_network")
     spec = get_network(key)
-    return Pipeline(key, (key,), "threshold" if spec.target == "binary" else "watershed")
+    return PipelineSpec(key, (key,), "threshold" if spec.target == "binary" else "watershed")
 
 
 # --------------------------------------------------------------------------------------
@@ -429,16 +426,18 @@ def models_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "models"
 
 
-def model_dir(network: str, profile: "str | Profile | None" = None, seed: int = 0) -> Path:
+def model_dir(network: str, profile: "str | Profile | None" = None, seed: int = 0,
+              root: "str | os.PathLike | None" = None) -> Path:
     """Folder of one trained network: ``<models>/<profile>/<NET>`` for seed 0 (the one the
-    chapters use), ``<models>/<profile>/seed<k>/<NET>`` for repeated trainings.
+    chapters use), ``<models>/<profile>/seed<k>/<NET>`` for repeated trainings; ``<models>``
+    is ``root`` or :func:`models_dir`.
 
     >>> import os; os.environ["NUCLEITUT_MODELS"] = "/m"
     >>> model_dir("m3", "cpu", seed=2).as_posix()
     '/m/cpu/seed2/M3'
     >>> del os.environ["NUCLEITUT_MODELS"]
     """
-    base = models_dir() / get_profile(profile).name
+    base = (Path(root).expanduser() if root is not None else models_dir()) / get_profile(profile).name
     return (base if seed == 0 else base / f"seed{seed}") / get_network(network).name
 
 
@@ -453,3 +452,19 @@ def results_dir() -> Path:
     if (clone / "pyproject.toml").exists() and (clone / "results").is_dir():
         return clone / "results"
     return Path.cwd() / "results"
+
+
+def available_devices() -> list[str]:
+    """Accelerator devices of the current Keras backend (empty on a plain CPU)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices("GPU")]
+    return []

@@ -50,6 +50,9 @@ __all__ = [
     "download",
     "merge_masks",
     "close_label_holes",
+    "normalize",
+    "denormalize",
+    "pad_to",
     "paper_split",
     "sample_split",
     "SAMPLE_ZIP",
@@ -669,3 +672,34 @@ def sample_split() -> Split:
     """The embedded sample's own split (its test part holds images of :func:`paper_split`'s test set)."""
     info = json.loads(SAMPLE_SPLIT.read_text())
     return Split(info["train"], info["val"], info["test"])
+
+
+# --------------------------------------------------------------------------------------
+# Network inputs
+# --------------------------------------------------------------------------------------
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """Paper eq. (1), section 3.5: ``A / 127.5 - 1`` as float32, mapping [0, 255] to [-1, 1].
+
+    >>> normalize(np.array([0, 255], np.uint8)).tolist()
+    [-1.0, 1.0]
+    """
+    return np.asarray(image, np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def denormalize(image: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize` for display: back to ``uint8`` in [0, 255]."""
+    return np.clip(np.round((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def pad_to(array: np.ndarray, height: int, width: int, mode: str = "reflect") -> np.ndarray:
+    """Pad an image or label array at its bottom and right to at least ``height`` x ``width``
+    (reflection; symmetric where the array is too small to reflect)."""
+    pad_h, pad_w = max(0, height - array.shape[0]), max(0, width - array.shape[1])
+    if pad_h == 0 and pad_w == 0:
+        return array
+    pads = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
+    if mode == "reflect" and (pad_h >= array.shape[0] or pad_w >= array.shape[1]):
+        mode = "symmetric"
+    return np.pad(array, pads, mode=mode)

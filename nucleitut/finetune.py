@@ -10,9 +10,8 @@ and training a few epochs with a lower learning rate (this project's choice) kee
 already know. Measured on this book's data (``benchmarks/check_finetune_tissue.py``,
 results/benchmarks/finetune_tissue*.json): fine-tuned on stained-tissue images the
 reference had mostly seen already, no variant improved the tissue test images; networks
-fine-tuned on tissue alone lost much of their fluorescence score (most of it when the images
-were rescaled to one nucleus size), and mixed with as many images of other types they kept
-it. The steps, with the defaults chosen from that measurement:
+fine-tuned on tissue alone lost much of their fluorescence score, and mixed with as many
+images of other types they kept it. The steps, with the defaults chosen from that measurement:
 
 1. the annotated images (Kaggle layout: ``<id>/images/<id>.png``, ``<id>/masks/*.png``),
    with as many BBBC038v1 images mixed in (the command's default; Python: ``mix=`` of
@@ -21,14 +20,11 @@ it. The steps, with the defaults chosen from that measurement:
    training and validation images (:func:`holdout_split`: there is no test set; score on
    other images you annotate);
 2. each network of the reference pipeline trains from its reference weights
-   (:func:`finetune_networks`) on the images as they are (``size_normalised=True``: rescaled
-   so that their nuclei have the reference's median size, ``TrainingConfig.size_target``),
-   with the reference's augmentation and a tenth of its learning rate (this project's
-   choices);
+   (:func:`finetune_networks`) on the images as they are, with the reference's augmentation
+   and a tenth of its learning rate (this project's choices);
 3. the networks are stored as a reference folder (:func:`nucleitut.pretrained.save_reference`:
    float16 weights, the reference's post-processing settings), which ``segment --models``
-   reads, with the reference's size handling (size-normalised networks: every image is
-   rescaled to their nucleus size).
+   reads, with the reference's size handling.
 
 >>> holdout_split([f"img{i}" for i in range(6)]).sizes()
 (5, 1, 0)
@@ -43,6 +39,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from . import pretrained, training
+from .data import Split
 
 __all__ = ["holdout_split", "images_to_mix", "finetune_networks", "finetune_reference", "LR_FACTOR", "EPOCHS"]
 
@@ -62,8 +61,6 @@ def holdout_split(ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0):
     ValueError
         With fewer than two images: one to train on and one to check the training.
     """
-    from .data import Split
-
     ordered = sorted(ids)
     if len(ordered) < 2:
         raise ValueError(f"fine-tuning needs at least 2 annotated images (one to train on, one to check), got {len(ordered)}")
@@ -95,37 +92,33 @@ def images_to_mix(dataset, count: int, exclude: Sequence[str] = (), seed: int = 
 
 
 def finetune_networks(
-    models: dict,
+    networks: dict,
     dataset,
     folder: str | os.PathLike,
     split=None,
     epochs: int = EPOCHS,
     lr_factor: float = LR_FACTOR,
-    size_target: float | None = None,
     augmentation: str | None = None,
     verbose: bool = True,
 ) -> dict:
-    """Train each network of ``models`` further, from its weights; ``{name: TrainResult}``.
+    """Train each network of ``networks`` (name -> :class:`nucleitut.training.Network`)
+    further, from its weights; ``{name: TrainResult}``.
 
-    Each network's training configuration (``model.nucleitut_config``) is kept except for
-    ``max_epochs``, the learning rate (times ``lr_factor``), ``size_target`` (None: the
-    images as they are) and, when given, ``augmentation``; no time budget. The networks go
-    to ``<folder>/<profile>/<NET>/`` (the layout of ``NUCLEITUT_MODELS``); an interrupted
-    run resumes there (training's own backup).
+    Each network's training configuration is kept except for ``max_epochs``, the learning
+    rate (times ``lr_factor``) and, when given, ``augmentation``; no time budget. The networks
+    go to ``<folder>/<profile>/<NET>/`` (the layout of a models folder); an interrupted run
+    resumes there (training's own backup).
     """
-    from . import training
-
     results = {}
-    for name, model in models.items():
-        cfg = model.nucleitut_config
-        cfg = dataclasses.replace(cfg, size_target=size_target, max_epochs=epochs, learning_rate=cfg.learning_rate * lr_factor,
+    for name, network in networks.items():
+        cfg = network.config
+        cfg = dataclasses.replace(cfg, max_epochs=epochs, learning_rate=cfg.learning_rate * lr_factor,
                                   time_budget_s=None, augmentation=augmentation or cfg.augmentation)
         directory = Path(folder) / cfg.profile / name
         if verbose:
-            what = "the images as they are" if size_target is None else f"images rescaled to {size_target:.1f} px nuclei"
-            print(f"[{name}] fine-tuning for {epochs} epochs on {what}, augmentation {cfg.augmentation}, "
+            print(f"[{name}] fine-tuning for {epochs} epochs on the images as they are, augmentation {cfg.augmentation}, "
                   f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
-        results[name] = training.train(cfg, dataset, directory, split=split, initial_model=model, verbose=verbose)
+        results[name] = training.train(cfg, dataset, directory, split=split, initial_model=network.model, verbose=verbose)
         if verbose:
             result = results[name]
             print(f"[{name}] {result.epochs} epochs, best val_loss {result.best_val_loss:.4f}", flush=True)
@@ -139,7 +132,6 @@ def finetune_reference(
     lr_factor: float = LR_FACTOR,
     reference: str | os.PathLike | None = None,
     val_fraction: float = 0.2,
-    size_normalised: bool = False,
     mix=None,
     verbose: bool = True,
 ) -> Path:
@@ -154,10 +146,6 @@ def finetune_reference(
         training folders under ``out/training``.
     reference : path, optional
         The reference folder to start from (default: the shipped one).
-    size_normalised : bool, default False
-        Train on the images rescaled to the reference's median nucleus size (the networks then
-        get every image rescaled to it); False: on the images as they are, and the networks
-        keep the reference's size band.
     mix : nucleitut.data.Dataset, optional
         Images trained on together with ``dataset`` (e.g. :func:`images_to_mix` of BBBC038v1),
         so that the networks keep what they know of them.
@@ -166,20 +154,16 @@ def finetune_reference(
     -------
     Path of the written ``reference.json``.
     """
-    from . import pretrained, predict
-
     models, info = pretrained.load_reference(reference)
     annotated = dataset
     holdout_split(annotated.ids)  # at least two images of yours, whatever is mixed in
     if mix is not None and len(mix):
         dataset = dataset.joined(mix)
     split = holdout_split(dataset.ids, val_fraction)
-    target = info["nucleus_size"]["median_diameter"] if size_normalised else None
-    results = finetune_networks(models, dataset, Path(out) / "training", split, epochs, lr_factor, size_target=target, verbose=verbose)
-    trained = {name: predict.load_network(Path(out) / "training" / models[name].nucleitut_config.profile / name) for name in models}
-    configs = {name: model.nucleitut_config for name, model in trained.items()}
+    results = finetune_networks(models, dataset, Path(out) / "training", split, epochs, lr_factor, verbose=verbose)
+    trained = {name: training.load_network(result.directory) for name, result in results.items()}
     return pretrained.save_reference(
-        out, trained, configs, info["pipeline"], info.get("postprocess", {}), info["nucleus_size"],
+        out, trained, info["pipeline"], info.get("postprocess", {}), info["nucleus_size"],
         profile=info.get("profile"),
         postprocess_chosen_on=f"kept from the reference it was fine-tuned from ({info.get('postprocess_chosen_on', 'not recorded')})",
         trained={
@@ -189,8 +173,7 @@ def finetune_reference(
             "annotated_images": len(annotated),
             "mixed_in": mix.describe() if mix is not None and len(mix) else None,
             "images": {"train": len(split.train), "val": len(split.val)},
-            "size_target": target,
-            "networks": {name: {"epochs": r.epochs, "best_val_loss": r.best_val_loss, "learning_rate": configs[name].learning_rate}
+            "networks": {name: {"epochs": r.epochs, "best_val_loss": r.best_val_loss, "learning_rate": trained[name].config.learning_rate}
                          for name, r in results.items()},
             "from": info.get("trained"),
         },

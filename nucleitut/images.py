@@ -44,11 +44,11 @@ from skimage import color, exposure, util
 __all__ = [
     "DataError",
     "read_input",
-    "read_image",
     "decode_image",
     "to_rgb_uint8",
     "percentile_stretch",
     "prepare_image",
+    "check_real",
     "image_type",
     "PERCENTILES",
     "FLUORESCENCE_LEVELS",
@@ -174,14 +174,6 @@ def _read_tiff(path: Path) -> np.ndarray:
         array = np.moveaxis(array, 0, -1)
     return array
 
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file (PNG, TIFF, JPEG, BMP; grey or colour; 8 or 16 bit) as RGB ``uint8``.
-
-    :func:`read_input` followed by :func:`to_rgb_uint8`. Raises :class:`DataError` naming
-    the file when it cannot be read.
-    """
-    return to_rgb_uint8(read_input(path), str(path))
 
 
 # --------------------------------------------------------------------------------------
@@ -384,3 +376,21 @@ def image_type(image: np.ndarray) -> str:
             return "tissue"
         image = image[..., 0]
     return "bright-field" if np.median(image) > 127 else "fluorescence"
+
+
+def check_real(array, name: str) -> np.ndarray:
+    """``array`` as a numpy array of real numbers (integers, floats or booleans).
+
+    Raises
+    ------
+    TypeError
+        Naming ``name`` and the dtype otherwise.
+
+    >>> check_real([1, 2], "image").dtype.kind
+    'i'
+    """
+    array = np.asarray(array)
+    real = np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    if not (real or array.dtype == bool):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array

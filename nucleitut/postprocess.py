@@ -28,6 +28,8 @@ from scipy import ndimage
 from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential, watershed
 
+from . import images
+
 __all__ = [
     "BACKGROUND",
     "OBJECT",
@@ -49,16 +51,9 @@ BACKGROUND, OBJECT, BORDER = 0, 1, 2
 # --------------------------------------------------------------------------------------------
 
 
-def _check_real(array, name: str) -> np.ndarray:
-    array = np.asarray(array)
-    real = np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    if not (real or array.dtype == bool):
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return array
-
 
 def _one_channel(prob, name: str = "prob") -> np.ndarray:
-    prob = _check_real(prob, name)
+    prob = images.check_real(prob, name)
     if prob.ndim == 3 and prob.shape[-1] == 1:
         prob = prob[..., 0]
     if prob.ndim != 2:
@@ -67,7 +62,7 @@ def _one_channel(prob, name: str = "prob") -> np.ndarray:
 
 
 def _three_channels(probs, name: str = "probs") -> np.ndarray:
-    probs = _check_real(probs, name)
+    probs = images.check_real(probs, name)
     if probs.ndim != 3 or probs.shape[-1] != 3:
         raise ValueError(
             f"{name} must have shape (H, W, 3) (background, object/interior, border/boundary), "

@@ -5,36 +5,28 @@ Book chapters: *Data* (normalisation, tiles), *First results* (predicting whole 
 
 Everything between an image and the probabilities the post-processing reads lives here:
 
-* :func:`normalize` -- the paper's input scaling ``A / 127.5 - 1`` (eq. 1, section 3.5);
+* :func:`nucleitut.data.normalize` -- the paper's input scaling ``A / 127.5 - 1`` (eq. 1, section 3.5);
 * :func:`predict_tiled` / :func:`predict_image` -- a network on an image of any size, in
   overlapping tiles with mirrored edges, in batches;
 * :func:`tta_predict` -- test-time augmentation (section 4.2): flipped/rotated views, undone
   and fused (mean of objects, maximum of borders);
 * :func:`ensemble_predict` -- several networks fused (the paper averages "the output of
   multiple networks", section 4.2; see :func:`combine_predictions` for which rule applies);
-* :func:`load_network` and :func:`predict_probabilities` -- a saved network with its
-  training configuration, and its output for an RGB ``uint8`` image.
+* :func:`predict_probabilities` -- a trained network's output for an RGB ``uint8`` image.
 
 Keras is imported only where a model is loaded; the rest is numpy.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import config
-from .postprocess import _check_real
+from . import data, images, unet
 
 __all__ = [
-    "normalize",
-    "denormalize",
-    "pad_to",
     "tile_positions",
     "predict_tiled",
     "predict_image",
@@ -45,10 +37,7 @@ __all__ = [
     "combine_predictions",
     "tta_predict",
     "ensemble_predict",
-    "load_network",
-    "network_config",
     "predict_probabilities",
-    "available_devices",
 ]
 
 #: Channel of the border (or boundary) in three-class outputs (see :mod:`nucleitut.postprocess`).
@@ -60,28 +49,10 @@ BORDER = 2
 # --------------------------------------------------------------------------------------------
 
 
-def normalize(image: np.ndarray) -> np.ndarray:
-    """Paper eq. (1), section 3.5: ``A / 127.5 - 1`` as float32, mapping [0, 255] to [-1, 1].
-
-    >>> normalize(np.array([0, 255], np.uint8)).tolist()
-    [-1.0, 1.0]
-    """
-    return np.asarray(image, np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
-def denormalize(image: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`normalize` for display: back to ``uint8`` in [0, 255]."""
-    return np.clip(np.round((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def pad_to(array: np.ndarray, height: int, width: int, mode: str = "reflect") -> np.ndarray:
-    pad_h, pad_w = max(0, height - array.shape[0]), max(0, width - array.shape[1])
-    if pad_h == 0 and pad_w == 0:
-        return array
-    pads = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
-    if mode == "reflect" and (pad_h >= array.shape[0] or pad_w >= array.shape[1]):
-        mode = "symmetric"
-    return np.pad(array, pads, mode=mode)
 
 
 def tile_positions(length: int, tile: int, margin: int) -> list[tuple[int, int, int]]:
@@ -124,7 +95,7 @@ def predict_tiled(
     predict_batch : callable
         Maps float32 ``(n, t, t, C_in)`` to ``(n, t, t, C_out)``.
     image : ndarray, shape (H, W, C_in)
-        A normalised image (see :func:`normalize`).
+        A normalised image (see :func:`nucleitut.data.normalize`).
     tile_size : int
         Tile edge; rounded up to a multiple of ``multiple``.
     overlap : int
@@ -135,7 +106,7 @@ def predict_tiled(
         Network input sizes must be divisible by this (``2 ** blocks``). Images smaller than
         a tile or not divisible are padded by reflection, and the padding is cut off again.
     prepare : callable, optional
-        Applied to every batch of tiles before ``predict_batch`` (e.g. :func:`normalize`), so
+        Applied to every batch of tiles before ``predict_batch`` (e.g. :func:`nucleitut.data.normalize`), so
         a large ``uint8`` image is never held as float32 in full. Without it the image is
         converted to float32 first.
 
@@ -159,7 +130,7 @@ def predict_tiled(
     # Small images get a smaller tile (still a multiple) instead of a lot of padding.
     tile_h = min(tile, int(np.ceil(height / multiple) * multiple))
     tile_w = min(tile, int(np.ceil(width / multiple) * multiple))
-    padded = pad_to(image, max(height, tile_h), max(width, tile_w))
+    padded = data.pad_to(image, max(height, tile_h), max(width, tile_w))
     rows = tile_positions(padded.shape[0], tile_h, margin)
     cols = tile_positions(padded.shape[1], tile_w, margin)
     windows = [(r, c) for r in rows for c in cols]
@@ -217,7 +188,7 @@ def predict_image(
     >>> predict_image(double, np.ones((40, 50), np.float32), tile_size=32, overlap=8).shape
     (40, 50, 1)
     """
-    image = _check_real(image, "image")
+    image = images.check_real(image, "image")
     if image.ndim == 2:
         image = image[..., None]
     image = _check_image(image)
@@ -406,7 +377,7 @@ def combine_predictions(
 def _check_image(image) -> np.ndarray:
     """An (H, W, C) image as float32; a ``uint8`` image stays ``uint8`` (a quarter of the
     memory; whoever predicts it normalises, see :func:`predict_probabilities`)."""
-    image = _check_real(image, "image")
+    image = images.check_real(image, "image")
     if image.ndim != 3:
         raise ValueError(f"image must have shape (H, W, C), got {image.shape}")
     return image if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
@@ -524,52 +495,18 @@ def ensemble_predict(
 
 
 # --------------------------------------------------------------------------------------------
-# Saved networks
+# Trained networks on whole images
 # --------------------------------------------------------------------------------------------
 
-
-def load_network(directory: str | os.PathLike):
-    """Load a saved network (``model.keras``, ``safe_mode=True``) with its training
-    configuration (``config.json``), which :func:`network_config` returns for it later.
-
-    Raises
-    ------
-    FileNotFoundError
-        Naming the folder and the command that trains the network.
-    """
-    import keras
-
-    from . import losses  # noqa: F401  (registers the custom losses and metrics the saved model names)
-
-    directory = Path(directory)
-    if not (directory / "model.keras").exists() or not (directory / "config.json").exists():
-        raise FileNotFoundError(
-            f"{directory}: no trained network (model.keras and config.json); train it with "
-            f"`python -m nucleitut train {directory.name}` or `training.trained_model({directory.name!r})`"
-        )
-    model = keras.models.load_model(directory / "model.keras", safe_mode=True)
-    model.nucleitut_config = config.TrainingConfig.from_dict(json.loads((directory / "config.json").read_text()))
-    return model
-
-
-def network_config(model) -> "config.TrainingConfig":
-    """The training configuration a network was loaded or trained with."""
-    cfg = getattr(model, "nucleitut_config", None)
-    if cfg is None:
-        raise ValueError(
-            "this model carries no training configuration: load it with predict.load_network or "
-            "training.trained_model, or pass blocks= to predict_probabilities"
-        )
-    return cfg
 
 
 def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size: int = 256, blocks: int | None = None,
                           as_is: np.ndarray | None = None) -> np.ndarray:
     """Network output for an RGB ``uint8`` image of any size, optionally with TTA.
 
-    The image is normalised (:func:`normalize`) and predicted in overlapping tiles whose
-    size is a multiple of ``2 ** blocks``; ``blocks`` comes from the network's training
-    configuration (:func:`network_config`) unless given. With ``tta`` the paper's views
+    The image is normalised (:func:`nucleitut.data.normalize`) and predicted in overlapping tiles whose
+    size is a multiple of ``2 ** blocks``; ``blocks`` is the U-Net's number of pooling steps
+    (:func:`nucleitut.unet.network_depth`) unless given. With ``tta`` the paper's views
     (:data:`DEFAULT_TTA`: identity, up-down flip, left-right flip, 90° rotation) are fused:
     object channels averaged, the border/boundary channel maximised. ``as_is``: this
     function's output for the image without TTA, when already made (the size estimate's
@@ -579,13 +516,13 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
     -------
     ndarray of float32, shape (H, W, C)
     """
-    blocks = blocks if blocks is not None else network_config(model).blocks
+    blocks = blocks if blocks is not None else unet.network_depth(model)
     image = np.asarray(image)
     # A uint8 image is normalised tile batch by tile batch, so a large image is never held as
     # float32 in full; other dtypes (0..255 values) are normalised first, with the same result.
-    prepare = normalize if image.dtype == np.uint8 else None
+    prepare = data.normalize if image.dtype == np.uint8 else None
     if prepare is None:
-        image = normalize(image)
+        image = data.normalize(image)
 
     def predict(x):
         return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks, prepare=prepare)
@@ -596,18 +533,3 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
     return tta_predict(predict, image, border_channel=BORDER if channels == 3 else None,
                        known=None if as_is is None else {"identity": as_is})
 
-
-def available_devices() -> list[str]:
-    """Accelerator devices of the current Keras backend (empty on a plain CPU)."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_logical_devices("GPU")]
-    return []

@@ -1,7 +1,7 @@
-"""Trained networks without training: the shipped reference networks and other models folders.
+"""The shipped reference networks: storing and loading them, without training.
 
-Book chapters: *Evaluation* and *Your own images*. :func:`load_networks` gives the
-:class:`nucleitut.evaluation.Segmenter` that :func:`nucleitut.segment.segment_image` uses.
+Book chapters: *Evaluation* and *Your own images*. :meth:`nucleitut.pipeline.Pipeline.reference`
+and :meth:`nucleitut.pipeline.Pipeline.load` read what :func:`load_reference` returns.
 
 The *reference networks* live in ``nucleitut/reference/`` (:data:`REFERENCE_DIR`), built by
 ``python tools/make_reference.py`` with :func:`save_reference` in a compact form: float16
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import sizing
+from . import config, training, unet
 
 __all__ = [
-    "load_networks",
     "load_reference",
     "save_reference",
     "ReferenceMissing",
@@ -51,7 +50,6 @@ def _weight_key(path: str) -> str:
 def save_reference(
     folder: str | os.PathLike,
     models: dict,
-    configs: dict,
     pipeline: str,
     settings: dict,
     size_statistics: dict,
@@ -67,16 +65,14 @@ def save_reference(
     Parameters
     ----------
     models : dict
-        Network name -> Keras model.
-    configs : dict
-        Network name -> :class:`nucleitut.config.TrainingConfig` or its dict.
+        Network name -> :class:`nucleitut.training.Network` (a Keras model and its training
+        configuration).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     networks = {}
-    for name, model in models.items():
-        cfg = configs[name]
-        cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    for name, network in models.items():
+        model, cfg = network.model, network.config.to_dict()
         weights = {}
         for variable in model.weights:
             value = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
@@ -106,10 +102,11 @@ def save_reference(
 
 
 def load_reference(folder: str | os.PathLike | None = None) -> tuple[dict, dict]:
-    """Load the reference networks without training: ``(models, info)``.
+    """Load the reference networks without training: ``(networks, info)``.
 
-    Each U-Net is built from its saved configuration (:func:`nucleitut.unet.build_unet`) and
-    gets its float16 weights cast to float32. ``info`` is ``reference.json``.
+    ``networks`` maps a name to a :class:`nucleitut.training.Network`: each U-Net is built from
+    its saved configuration (:func:`nucleitut.unet.build_unet`) and gets its float16 weights
+    cast to float32. ``info`` is ``reference.json``.
 
     Raises
     ------
@@ -117,8 +114,6 @@ def load_reference(folder: str | os.PathLike | None = None) -> tuple[dict, dict]
         When ``folder`` (default :data:`REFERENCE_DIR`) holds no ``reference.json``; the
         message names the command that builds it.
     """
-    from . import config, unet
-
     folder = Path(folder) if folder is not None else REFERENCE_DIR
     if not (folder / "reference.json").is_file():
         raise ReferenceMissing(f"{folder}: no reference networks (reference.json) here; build them with {REFERENCE_COMMAND}")
@@ -136,70 +131,5 @@ def load_reference(folder: str | os.PathLike | None = None) -> tuple[dict, dict]
                 )
             for variable in model.weights:
                 variable.assign(stored[_weight_key(variable.path)].astype(np.float32))
-        model.nucleitut_config = cfg  # what predict.network_config reads (U-Net depth for tiling)
-        models[name] = model
+        models[name] = training.Network(model, cfg)
     return models, info
-
-
-def load_networks(models=None, pipeline: str | None = None, profile: str | None = None):
-    """A :class:`nucleitut.evaluation.Segmenter` and the training nucleus diameter, never training.
-
-    Parameters
-    ----------
-    models : None, str, Path or dict
-        None: the reference networks (:data:`REFERENCE_DIR`). A folder: a reference folder
-        (with ``reference.json``), or trained networks as ``<folder>/<NET>/model.keras`` or
-        ``<folder>/<profile>/<NET>/model.keras`` (the layout of ``NUCLEITUT_MODELS``). A dict:
-        network name -> Keras model (loaded by :func:`nucleitut.predict.load_network`, or with
-        a ``nucleitut_config`` attribute: the U-Net depth comes from the training configuration).
-    pipeline : str, optional
-        Default: the reference's pipeline, else ``M6B4``.
-
-    Returns
-    -------
-    segmenter : nucleitut.evaluation.Segmenter
-    target : float
-        Training images' median nucleus diameter (:data:`nucleitut.sizing.TRAINING_DIAMETER`
-        when the models carry no statistics of their own), or for size-normalised networks the
-        diameter they were trained at (``segmenter.size_target``; ``segmenter.size_band`` is
-        then None: every image is rescaled to it).
-    """
-    from . import config, evaluation, predict
-
-    settings, target = {}, sizing.TRAINING_DIAMETER
-    if models is None or (not isinstance(models, dict) and (Path(models) / "reference.json").is_file()):
-        loaded, info = load_reference(models)
-        pipeline = pipeline or info["pipeline"]
-        if config.get_pipeline(pipeline).name == config.get_pipeline(info["pipeline"]).name:
-            settings = info.get("postprocess", {})
-        target = info.get("nucleus_size", {}).get("median_diameter", sizing.TRAINING_DIAMETER)
-        models = loaded
-    elif not isinstance(models, dict):
-        folder = Path(models)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such models folder")
-        chosen = config.get_pipeline(pipeline or "M6B4")
-        profile_name = config.get_profile(profile).name
-        loaded = {}
-        for network in chosen.networks:
-            for candidate in (folder / network, folder / profile_name / network):
-                if (candidate / "model.keras").is_file():
-                    loaded[network] = predict.load_network(candidate)
-                    break
-            else:
-                raise FileNotFoundError(
-                    f"{folder}: no trained {network} (looked for {network}/model.keras and {profile_name}/{network}/model.keras); "
-                    f"train it with `python -m nucleitut train {network} --profile {profile_name}`"
-                )
-        models, pipeline = loaded, chosen.name
-    chosen = config.get_pipeline(pipeline or "M6B4")
-    missing = [n for n in chosen.networks if n not in models]
-    if missing:
-        raise FileNotFoundError(f"pipeline {chosen.name} needs {', '.join(missing)}, which the given models lack")
-    segmenter = evaluation.Segmenter(chosen, profile, models=models, verbose=False, settings=settings or None)
-    if settings:
-        segmenter.chosen_on = "reference.json"
-    if segmenter.size_target:  # size-normalised networks: their own training size is the target
-        target = segmenter.size_target
-    return segmenter, float(target)
-

@@ -109,10 +109,9 @@ def versions() -> dict:
 def environment() -> dict:
     """Hardware, software versions, commit and date: stored in every record and printed by
     every chapter's banner (:func:`nucleitut.notebook.setup`)."""
-    from .predict import available_devices
 
     return {
-        "hardware": {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "accelerators": available_devices() or None},
+        "hardware": {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "accelerators": config.available_devices() or None},
         "versions": versions(),
         "commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,6 +1,6 @@
 """Nucleus size: how large the nuclei of an image are, and rescaling to the training size.
 
-Book chapter: *Your own images*. Used by :func:`nucleitut.segment.segment_image`.
+Book chapter: *Your own images*. Used by :meth:`nucleitut.pipeline.Pipeline.segment`.
 
 A network learns the size of the nuclei along with everything else. First passes of one
 network (no TTA) find the foreground at the native scale and in two shrunk copies; in each,
@@ -17,7 +17,8 @@ the labels are mapped back to the original size, nearest neighbour (:func:`resca
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -25,11 +26,11 @@ from scipy import ndimage as ndi
 __all__ = [
     "typical_diameter",
     "estimate_diameter",
+    "SizeEstimate",
     "nucleus_size_statistics",
     "scale_for",
     "rescale_image",
     "rescale_labels",
-    "normalize_size",
     "TRAINING_DIAMETER",
     "SCALE_RANGE",
     "SCALE_TOLERANCE",
@@ -65,7 +66,7 @@ MIN_PROBE_DIAMETER = 10.0
 #: project's choice, so that the size estimate of an 8000x8000 image costs what a 2048x2048
 #: image costs.
 ESTIMATE_WINDOW = 1024
-#: Factors of the neighbouring scales whose outputs ``segment_image(..., fuse_scales=True)``
+#: Factors of the neighbouring scales whose outputs ``Pipeline.segment(..., fuse_scales=True)``
 #: fuses with the chosen scale's (this project's option: 30 validation images at four sizes,
 #: +0.009 on average, +0.018 for halved images; 60 halved test images with TTA +0.006;
 #: results/benchmarks/README.md "fusing neighbouring scales"; not the default: it costs 3.5
@@ -128,7 +129,7 @@ def typical_diameter(mask: np.ndarray, min_diameter: float = 3.0) -> float | Non
     return float(np.median(diameters)) if diameters.size else None
 
 
-def nucleus_size_statistics(dataset: "nucleitut.data.Dataset", ids: Sequence[str] | None = None) -> dict:
+def nucleus_size_statistics(dataset, ids: Sequence[str] | None = None) -> dict:
     """Nucleus sizes of a data set's images (default: its training split), in pixels.
 
     ``median_diameter`` (the target of the size handling) is the median over the images of
@@ -252,49 +253,6 @@ def resize_output(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resize(probs, tuple(shape) + probs.shape[2:], order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
 
 
-def normalize_size(image: np.ndarray, labels: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rescale an annotated image so that its true typical nucleus diameter becomes ``target``.
-
-    For training networks that see one nucleus size only (this project's option
-    ``TrainingConfig.size_target``; Cellpose trains on images rescaled to one diameter the
-    same way): the diameter is :func:`typical_diameter` of the true foreground, the scale is
-    clipped to :data:`SCALE_RANGE`, and images without nuclei stay as they are.
-
-    Returns
-    -------
-    image, labels, scale
-
-    >>> from skimage.morphology import disk
-    >>> labels = np.pad(disk(10), 10).astype(np.int32)                   # one nucleus, 21 px across
-    >>> image = np.repeat((labels * 200).astype(np.uint8)[..., None], 3, axis=-1)
-    >>> small, small_labels, scale = normalize_size(image, labels, 10.5)
-    >>> round(scale, 2), small.shape, round(typical_diameter(small_labels > 0))
-    (0.52, (21, 21, 3), 10)
-    """
-    diameter = typical_diameter(np.asarray(labels) > 0)
-    if diameter is None:
-        return image, labels, 1.0
-    scale = float(np.clip(target / diameter, *SCALE_RANGE))
-    resized = rescale_image(image, scale)
-    return resized, rescale_labels(labels, resized.shape[:2]), scale
-
-
-def _foreground(segmenter, image: np.ndarray, keep: dict | None = None) -> np.ndarray:
-    """The pipeline's foreground mask from one network without TTA (the cheap first pass);
-    ``keep`` receives that network's output under its name."""
-    from . import config, predict
-
-    pipeline = segmenter.pipeline
-    settings = {**config.POSTPROCESS_DEFAULTS[pipeline.method], **segmenter.settings}
-    network = pipeline.networks[1] if pipeline.method == "two_network" else pipeline.networks[0]
-    probs = predict.predict_probabilities(segmenter.models[network], image)
-    if keep is not None:
-        keep[network] = probs
-    if pipeline.method == "threshold":
-        return probs[..., 0] > settings["threshold"]
-    if pipeline.method == "two_network":
-        return probs[..., 0] > settings["mask_threshold"]
-    return 1.0 - probs[..., 0] > settings["mask_threshold"]
 
 
 def combine_probes(measured: dict[float, float | None], min_probe_diameter: float = MIN_PROBE_DIAMETER) -> float | None:
@@ -317,9 +275,24 @@ def combine_probes(measured: dict[float, float | None], min_probe_diameter: floa
     return float(np.median(list(found.values()))) if len(found) == len(PROBE_SCALES) else found[1.0]
 
 
-def estimate_diameter(image: np.ndarray, segmenter, target: float,
-                      band: tuple[float, float] | None = TRAINING_SIZE_BAND,
-                      first_pass: dict | None = None) -> tuple[float | None, float]:
+@dataclasses.dataclass
+class SizeEstimate:
+    """What :func:`estimate_diameter` found."""
+
+    diameter: float | None  #: typical nucleus diameter in the image's pixels; None: no nuclei found
+    scale: float  #: :func:`scale_for` of the diameter (1 within the band)
+    #: The first pass's network output for the whole image as it is, by network (None for a
+    #: large image measured in windows): the segmentation reuses it when it does not rescale.
+    native_outputs: dict | None = None
+
+
+#: A pipeline's cheap first pass: an RGB ``uint8`` image in, its foreground mask and the
+#: network output it came from (by network name) out (:meth:`nucleitut.pipeline.Pipeline.foreground`).
+Foreground = Callable[[np.ndarray], "tuple[np.ndarray, dict]"]
+
+
+def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
+                      band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> SizeEstimate:
     """Typical nucleus diameter of an RGB ``uint8`` image (pixels) and the scale to use.
 
     First passes (one network, no TTA) at the probe scales :data:`PROBE_SCALES` (the image as
@@ -334,25 +307,32 @@ def estimate_diameter(image: np.ndarray, segmenter, target: float,
     :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used. An image with a
     side over twice :data:`ESTIMATE_WINDOW` is measured in four windows of that size
     (:func:`estimate_windows`), and the median of their estimates is the image's, so the
-    estimate costs the same for every large image. ``first_pass`` (a dict) receives the
-    network's output for the whole image as it is (none for a large image), which the
-    segmentation reuses when the image is not rescaled.
+    estimate costs the same for every large image.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+    foreground : callable
+        The first pass (:data:`Foreground`), e.g. :meth:`nucleitut.pipeline.Pipeline.foreground`.
+    target : float
+        The training images' median diameter.
+    band : (float, float) or None
+        Diameters left as they are (:func:`scale_for`).
 
     Returns
     -------
-    diameter : float or None
-        None when the native probe finds no nuclei (the image is then not rescaled).
-    scale : float
-        :func:`scale_for` of the diameter: 1 when it lies within ``band``.
+    SizeEstimate
+        ``diameter`` None when the native probe finds no nuclei (the image is then not rescaled).
     """
+    native = None
     if max(image.shape[:2]) > 2 * ESTIMATE_WINDOW:
-        found = [d for d in (_estimate(window, segmenter, target) for window in estimate_windows(image)) if d is not None]
+        found = [d for d in (_estimate(window, foreground, target)[0] for window in estimate_windows(image)) if d is not None]
         diameter = float(np.median(found)) if found else None
     else:
-        diameter = _estimate(image, segmenter, target, first_pass)
+        diameter, native = _estimate(image, foreground, target)
     if diameter is None:
-        return None, 1.0
-    return diameter, scale_for(diameter, target, band)
+        return SizeEstimate(None, 1.0, native)
+    return SizeEstimate(diameter, scale_for(diameter, target, band), native)
 
 
 def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndarray]:
@@ -373,17 +353,22 @@ def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndar
     return windows
 
 
-def _estimate(image: np.ndarray, segmenter, target: float, first_pass: dict | None = None) -> float | None:
-    """The probes and the second pass of :func:`estimate_diameter` on one image."""
-    diameter = combine_probes({probe: typical_diameter(_foreground(segmenter, rescale_image(image, probe, order=1),
-                                                                   keep=first_pass if probe == 1.0 else None))
-                               for probe in PROBE_SCALES
-                               if probe == 1.0 or min(image.shape[:2]) * probe >= MIN_PROBE_SIDE})
+def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple[float | None, dict]:
+    """The probes and the second pass of :func:`estimate_diameter` on one image; also the
+    native probe's network output."""
+    measured, native = {}, {}
+    for probe in PROBE_SCALES:
+        if probe == 1.0 or min(image.shape[:2]) * probe >= MIN_PROBE_SIDE:
+            mask, outputs = foreground(rescale_image(image, probe, order=1))
+            measured[probe] = typical_diameter(mask)
+            if probe == 1.0:
+                native = outputs
+    diameter = combine_probes(measured)
     if diameter is None:
-        return None
+        return None, native
     scale = scale_for(diameter, target, band=None)
     if scale != 1.0:  # the second pass looks again at the size the probes suggest
-        second = typical_diameter(_foreground(segmenter, rescale_image(image, scale, order=1)))
+        second = typical_diameter(foreground(rescale_image(image, scale, order=1))[0])
         if second is not None and not 1 / SECOND_PASS_DISAGREEMENT <= (second / scale) / diameter <= SECOND_PASS_DISAGREEMENT:
             diameter = second / scale
-    return diameter
+    return diameter, native

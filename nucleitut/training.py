@@ -35,7 +35,7 @@ import keras
 
 from . import config as config_module
 from . import data as data_module
-from . import losses, predict, sizing, targets, unet
+from . import losses, targets, unet
 
 __all__ = [
     "AUGMENTATION_SETS",
@@ -47,6 +47,8 @@ __all__ = [
     "train",
     "TrainResult",
     "trained_model",
+    "Network",
+    "load_network",
     "read_history",
     "distribution_scope",
 ]
@@ -55,18 +57,13 @@ __all__ = [
 #: noise, scaling and blur; set b: only the geometric ones that never change pixel values.
 #: The paper names the operations only; probabilities and ranges (see :func:`augment`) are
 #: this project's choice.
-#: Set ``wide`` is this project's, not the paper's: the geometric operations of set b and
-#: rescaling by 0.5-2 (log-uniform), for networks that hold up on nuclei of other sizes
-#: (issue 13's halved images; ``tools/finetune_reference.py --augmentation wide``).
 AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
     "none": (),
     "a": ("flip_lr", "flip_ud", "rot90", "noise", "scale", "blur"),
     "b": ("flip_lr", "flip_ud", "rot90"),
-    "wide": ("flip_lr", "flip_ud", "rot90", "wide_scale"),
 }
-#: Range of the scale factors of ``scale`` (uniform) and ``wide_scale`` (log-uniform).
+#: Range of the scale factors of ``scale`` (uniform).
 SCALE_RANGE = (0.8, 1.25)
-WIDE_SCALE_RANGE = (0.5, 2.0)
 
 
 def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator):
@@ -98,13 +95,12 @@ def augment(
     labels alike, so targets computed afterwards stay consistent; ``noise`` and ``blur``
     change only the image. This project's choices (the paper gives none): each operation is
     applied with probability 0.5, rotations by 90, 180 or 270 degrees, scale factors 0.8-1.25
-    (``wide_scale``: 0.5-2, log-uniform),
     blur sigma 0.5-1.5 px, noise standard deviation 0.01-0.08 (on the [-1, 1] scale).
 
     Parameters
     ----------
     image : ndarray float32 (H, W, 3)
-        Normalised crop (see :func:`nucleitut.predict.normalize`).
+        Normalised crop (see :func:`nucleitut.data.normalize`).
     labels : ndarray int32 (H, W)
     operations : sequence of str
         Names from :data:`AUGMENTATION_SETS`.
@@ -129,8 +125,6 @@ def augment(
             image, labels = np.rot90(image, k), np.rot90(labels, k)
         elif op == "scale":
             image, labels = _rescale(image, labels, float(rng.uniform(*SCALE_RANGE)), rng)
-        elif op == "wide_scale":
-            image, labels = _rescale(image, labels, float(np.exp(rng.uniform(*np.log(WIDE_SCALE_RANGE)))), rng)
         elif op == "blur":
             image = ndi.gaussian_filter(image, sigma=(float(rng.uniform(0.5, 1.5)),) * 2 + (0,))
         elif op == "noise":
@@ -174,8 +168,8 @@ def training_crops(
 
     out_images, out_labels = [], []
     for image, label in zip(images, labels):
-        image = predict.pad_to(image, size, size)
-        label = predict.pad_to(label, size, size)
+        image = data_module.pad_to(image, size, size)
+        label = data_module.pad_to(label, size, size)
         for y in crop_positions(image.shape[0], size):
             for x in crop_positions(image.shape[1], size):
                 crop_label = label[y : y + size, x : x + size]
@@ -237,7 +231,7 @@ class CropSequence(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         xs, ys = [], []
         for i in picks:
-            image = predict.normalize(self.crops[i])
+            image = data_module.normalize(self.crops[i])
             if not self.operations:
                 if i not in self._targets:
                     self._targets[i] = targets.make_target(self.crop_labels[i], self.cfg.target, **self.cfg.target_params)
@@ -356,6 +350,12 @@ class TrainResult:
     ms_per_crop: float
     best_val_loss: float
     history: dict
+    config: "config_module.TrainingConfig | None" = None
+
+    @property
+    def network(self) -> "Network":
+        """The trained network with its configuration."""
+        return Network(self.model, self.config)
 
 
 @contextlib.contextmanager
@@ -394,7 +394,7 @@ def distribution_scope(devices: int | None = None):
 
 
 def _set_precision(cfg) -> None:
-    use_mixed = cfg.mixed_precision and bool(predict.available_devices())
+    use_mixed = cfg.mixed_precision and bool(config_module.available_devices())
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if use_mixed else "float32")
 
 
@@ -443,8 +443,6 @@ def train(
 
     def crops_of(ids):
         pairs = [dataset.get(i) for i in ids]
-        if cfg.size_target:  # this project's option: every image at one nucleus size
-            pairs = [sizing.normalize_size(image, labels, cfg.size_target)[:2] for image, labels in pairs]
         return training_crops([p[0] for p in pairs], [p[1] for p in pairs], size=cfg.crop_size)
 
     train_crops, train_labels = crops_of(split.train)
@@ -492,7 +490,6 @@ def train(
     if best.exists():
         model.load_weights(str(best))
     model.save(directory / "model.keras")
-    model.nucleitut_config = cfg  # read by predict.network_config (the U-Net's depth)
     rows = read_history(directory / "history.csv")
     epochs = len(rows.get("epoch", []))
     trained_crops = len(train_crops) * max(1, len(history.epoch))
@@ -505,6 +502,7 @@ def train(
         ms_per_crop=ms_per_crop,
         best_val_loss=float(np.min(rows["val_loss"])) if len(rows.get("val_loss", [])) else math.nan,
         history=rows,
+        config=cfg,
     )
     epoch_seconds = [float(v) for v in rows.get("epoch_seconds", [])]
     timing = {
@@ -518,7 +516,7 @@ def train(
         "training_crops": len(train_crops),
         "validation_crops": len(val_crops),
         "backend": keras.backend.backend(),
-        "devices": predict.available_devices() or ["cpu"],
+        "devices": config_module.available_devices() or ["cpu"],
         "data": dataset.describe(),
         "predict_ms_per_crop": round(predict_ms_per_crop(model, cfg.crop_size), 2),
     }
@@ -556,8 +554,45 @@ def read_history(path: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# Shared trained networks
+# Saved networks
 # --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A trained network and the configuration it was trained with."""
+
+    model: keras.Model
+    config: config_module.TrainingConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.network
+
+    @property
+    def blocks(self) -> int:
+        """The U-Net's depth: inputs must be divisible by ``2 ** blocks``."""
+        return self.config.blocks
+
+
+def load_network(directory: str | os.PathLike) -> Network:
+    """Load a network saved by :func:`train` (``model.keras``, ``safe_mode=True``) with its
+    training configuration (``config.json``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder and the command that trains the network.
+    """
+    directory = Path(directory)
+    if not (directory / "model.keras").exists() or not (directory / "config.json").exists():
+        raise FileNotFoundError(
+            f"{directory}: no trained network (model.keras and config.json); train it with "
+            f"`python -m nucleitut train {directory.name}` or `training.trained_model({directory.name!r})`"
+        )
+    model = keras.models.load_model(directory / "model.keras", safe_mode=True)
+    cfg = config_module.TrainingConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    return Network(model, cfg)
 
 
 def trained_model(
@@ -578,7 +613,7 @@ def trained_model(
         if verbose:
             profile_name = config_module.get_profile(profile).name
             print(f"Loading {network.upper()} ({profile_name} profile) from the models folder ({directory.relative_to(config_module.models_dir())})")
-        return predict.load_network(directory)
+        return load_network(directory).model
     cfg = config_module.training_config(network, profile, seed=seed)
     if dataset is None:
         dataset = data_module.load_dataset(profile=profile, verbose=verbose)

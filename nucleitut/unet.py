@@ -153,3 +153,15 @@ def build_unet(
     x = layers.Conv2D(out_channels, 1, name="logits")(x)
     outputs = layers.Activation(activation, dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def network_depth(model) -> int:
+    """Number of pooling steps (U-Net blocks) of a model: its inputs must be divisible by
+    ``2 ** network_depth(model)`` (:func:`required_multiple`).
+
+    >>> network_depth(build_unet(blocks=2, filters=2))
+    2
+    """
+    import keras
+
+    return sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)

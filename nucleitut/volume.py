@@ -65,7 +65,7 @@ def segment_slices(
     ----------
     segment : callable
         Maps one slice (for example an RGB ``uint8`` image of shape (Y, X, 3)) to an integer
-        label image of shape (Y, X), such as :class:`nucleitut.evaluation.Segmenter` or
+        label image of shape (Y, X), such as a :class:`nucleitut.pipeline.Pipeline` or
         :func:`nucleitut.classical.segment`.
     stack : ndarray, shape (Z, Y, X) or (Z, Y, X, C), or a sequence of slices
     scale : float, default 1.0

@@ -56,10 +56,10 @@ def test_files_are_read_as_stored_and_converted_by_the_same_rules(tmp_path):
     for name in ("gray16.png", "gray16.tif"):
         stored = images.read_input(tmp_path / name)
         assert stored.dtype == np.uint16 and np.array_equal(stored, sixteen)
-        assert images.read_image(tmp_path / name)[..., 0].tolist() == [[0, 64], [128, 255]]
+        assert images.to_rgb_uint8(images.read_input(tmp_path / name))[..., 0].tolist() == [[0, 64], [128, 255]]
     rgba = np.dstack([np.full((3, 4), v, np.uint8) for v in (10, 20, 30, 40)])
     iio.imwrite(tmp_path / "rgba.png", rgba)
-    assert np.array_equal(images.read_image(tmp_path / "rgba.png"), rgba[..., :3])
+    assert np.array_equal(images.to_rgb_uint8(images.read_input(tmp_path / "rgba.png")), rgba[..., :3])
     channels_first = np.stack([sixteen, sixteen // 2])
     tifffile.imwrite(tmp_path / "cyx.tif", channels_first, metadata={"axes": "CYX"})
     assert images.read_input(tmp_path / "cyx.tif").shape == (2, 2, 2)
@@ -75,7 +75,7 @@ def test_palette_png_gets_its_colours():
 def test_broken_and_missing_files_are_named(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
     with pytest.raises(images.DataError, match="broken.png: cannot decode image"):
-        images.read_image(tmp_path / "broken.png")
+        images.to_rgb_uint8(images.read_input(tmp_path / "broken.png"))
     with pytest.raises(images.DataError, match="cut.png: cannot decode image"):
         noise = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
         images.decode_image(iio.imwrite("<bytes>", noise, extension=".png")[:200], "cut.png")
@@ -83,4 +83,4 @@ def test_broken_and_missing_files_are_named(tmp_path):
         images.read_input(tmp_path / "gone.png")
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(images.DataError, match="stack.tif: a stack or multi-page TIFF"):
-        images.read_image(tmp_path / "stack.tif")
+        images.to_rgb_uint8(images.read_input(tmp_path / "stack.tif"))

@@ -132,7 +132,7 @@ def main() -> None:
     networks = [n for n in args.networks.split(",") if n]
     pipelines = [p for p in args.pipelines.split(",") if p]
 
-    from nucleitut import data, evaluation, predict, records
+    from nucleitut import config, data, evaluation, records
 
     dataset = data.load_dataset(profile="full")  # decodes once; --parallel children read the cache
     split = dataset.split()
@@ -150,7 +150,7 @@ def main() -> None:
         train_in_parallel(groups, args, deadline - args.eval_reserve, out)
     import keras
 
-    log(f"backend {keras.backend.backend()}, devices {predict.available_devices() or ['cpu']}")
+    log(f"backend {keras.backend.backend()}, devices {config.available_devices() or ['cpu']}")
     env = records.environment()
     (out / "environment.json").write_text(json.dumps(env, indent=1))
     if args.parallel <= 1:

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from nucleitut import config, data, evaluation, predict, pretrained, records, sizing
+from nucleitut.pipeline import Pipeline
 
 
 def _portable(argument: str) -> str:
@@ -87,15 +88,15 @@ def main(argv=None) -> int:
                              "instead of tuning again")
     args = parser.parse_args(argv)
 
-    segmenter, _ = pretrained.load_networks(Path(args.models), args.pipeline, args.profile)
-    pipeline = segmenter.pipeline
+    segmenter = Pipeline.load(Path(args.models), args.pipeline, args.profile)
+    pipeline = segmenter.spec
     folders = {}
     for network in pipeline.networks:
         for candidate in (Path(args.models) / network, Path(args.models) / args.profile / network):
             if (candidate / "model.keras").is_file():
                 folders[network] = candidate
                 break
-    configs = {n: predict.network_config(segmenter.models[n]) for n in pipeline.networks}
+    configs = {n: segmenter.networks[n].config for n in pipeline.networks}
     timings = {n: json.loads((folders[n] / "timing.json").read_text()) if (folders[n] / "timing.json").is_file() else {} for n in pipeline.networks}
 
     dataset = data.load_dataset(args.data, profile=args.profile)
@@ -129,8 +130,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     pretrained.save_reference(
         out,
-        {n: segmenter.models[n] for n in pipeline.networks},
-        configs,
+        segmenter.networks,
         pipeline.name,
         {**config.POSTPROCESS_DEFAULTS[pipeline.method], **tuned["settings"]},
         sizes,
@@ -150,8 +150,8 @@ def main(argv=None) -> int:
     loaded, _ = pretrained.load_reference(out)
     check = dataset.get(val[0])[0] if val else dataset.images[0]
     for n in pipeline.networks:
-        a = predict.predict_probabilities(segmenter.models[n], check)
-        b = predict.predict_probabilities(loaded[n], check)
+        a = predict.predict_probabilities(segmenter.networks[n].model, check)
+        b = predict.predict_probabilities(loaded[n].model, check)
         print(f"  {n}: largest difference after float16 storage {float(np.abs(a - b).max()):.2e}")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"Reference networks -> {out} ({size / 1e6:.1f} MB)")
