@@ -80,48 +80,6 @@ def rescaled(image, labels, factor, registered=False):
     return np.clip(np.round(big), 0, 255).astype(np.uint8), nearest(labels).astype(np.int32)
 
 
-def band_run_versions(dataset, band_run, rows, factors=None, limit=None):
-    """The validation images of a band run (``choose_size_band.py``) at its factors, for checks
-    that resume: yields ``(factor_name, row, image, labels)`` for the images not yet in
-    ``rows[factor_name]`` (dicts by image id that the caller fills), and prints each factor's
-    count and time."""
-    for factor_name, band_rows in band_run["rows"].items():
-        if factors and factor_name not in factors:
-            continue
-        done = rows.setdefault(factor_name, {})
-        factor = float(factor_name[1:])
-        start = time.perf_counter()
-        for row in band_rows[:limit]:
-            if row["id"] in done:
-                continue
-            image, labels = dataset.get(row["id"])
-            if factor != 1.0:
-                image, labels = rescaled(image, labels, factor)
-            yield factor_name, row, image, labels
-        print(f"{factor_name}: {len(done)} images ({time.perf_counter() - start:.0f} s)", flush=True)
-
-
-def band_run_parser(doc: str) -> argparse.ArgumentParser:
-    """The options every check on a band run's validation images takes."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--band-run", required=True, help="output of choose_size_band.py (images and size estimates)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--limit", type=int, default=None, help="first N images of the band run only")
-    parser.add_argument("--factors", nargs="+", default=None, help="only these factors of the band run (e.g. x1 x0.5)")
-    return parser
-
-
-def finish_check(out: dict, path, table_key: str, script: str, argv=None) -> None:
-    """Last write of a validation check's ``--out`` file (with the command and the
-    environment) and its table printed: ``out[table_key]`` maps a factor to named means."""
-    from nucleitut import records
-
-    out.update(command=f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv), **records.environment())
-    Path(path).write_text(json.dumps(out, indent=1) + "\n")
-    for factor, entry in out[table_key].items():
-        print(factor, "  ".join(f"{k} {v:.3f}" if k != "n" else f"n {v}" for k, v in entry.items()))
-
-
 def stratified(ids, kinds, limit):
     """At most ``limit`` of ``ids``, the first of every image type in turn (``kinds``: id -> type)."""
     by_kind = {k: [i for i in ids if kinds[i] == k] for k in sorted(set(kinds.values()))}
@@ -133,26 +91,14 @@ def stratified(ids, kinds, limit):
     return chosen
 
 
-def library():
-    """The functions this benchmark uses, in the package layout before or after the split of
-    ``data``/``segment`` into ``images``, ``sizing`` and ``pretrained``."""
-    import importlib
-
-    from nucleitut import data, segment
-
-    try:
-        image_type = importlib.import_module("nucleitut.images").image_type
-    except (ImportError, AttributeError):
-        image_type = data.image_type
-    load_networks = getattr(segment, "load_networks", None) or importlib.import_module("nucleitut.pretrained").load_networks
-    return image_type, load_networks
-
 
 def sixteen_bit(image, rng):
     """The image as a 16-bit camera might give it: offset 3000, gain 40, five hot pixels.
 
     Grey images (equal channels) become (H, W) uint16; colour images keep their channels."""
-    grey = library()[0](image) != "tissue"
+    from nucleitut import images
+
+    grey = images.image_type(image) != "tissue"
     values = image[..., 0].astype(np.float64) if grey else image[..., :3].astype(np.float64)
     out = (3000 + 40 * values).astype(np.uint16)
     ys, xs = rng.integers(0, out.shape[0], 5), rng.integers(0, out.shape[1], 5)
@@ -185,13 +131,13 @@ def modified_files() -> dict:
 
 def large_child(image_path: str, models: str | None) -> int:
     """Child process: segment one large image, print JSON with time and peak memory."""
-    from nucleitut import segment
+    from nucleitut.pipeline import Pipeline
 
-    networks = library()[1](models)
+    pipeline = Pipeline.load(models)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     image = np.load(image_path)
     start = time.perf_counter()
-    result = segment.segment_image(image, networks=networks, tta=False)
+    result = pipeline.segment(image, tta=False)
     seconds = time.perf_counter() - start
     print(json.dumps({
         "shape": list(image.shape[:2]), "tta": False, "size_estimation": True,
@@ -253,7 +199,7 @@ def main(argv=None) -> int:
     parser.add_argument("--auto-only", action="store_true",
                         help="scale section: score with automatic size only, not also without size handling")
     parser.add_argument("--fuse-scales", action="store_true",
-                        help="segment with handling as segment_image(..., fuse_scales=True) (native and scale sections)")
+                        help="segment with handling as Pipeline.segment(..., fuse_scales=True) (native and scale sections)")
     parser.add_argument("--factors", nargs="+", type=float, default=list(FACTORS), help=f"scale section: these factors (default {FACTORS})")
     parser.add_argument("--registered", action="store_true",
                         help="scale section: shrunk images sampled at the pixels their labels come from (see rescaled)")
@@ -264,10 +210,11 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     files_read = modified_files()  # before the imports: the code this run uses
-    from nucleitut import data, metrics, records, segment
+    from nucleitut import data, images, metrics, records
+    from nucleitut.pipeline import Pipeline
 
-    image_type, load_networks = library()
-    networks = load_networks(args.models)
+    image_type = images.image_type
+    pipeline = Pipeline.load(args.models)
     dataset = data.load_dataset(profile="full")
     test = dataset.split().test
     kinds = {i: image_type(dataset.get(i)[0]) for i in test}
@@ -278,9 +225,9 @@ def main(argv=None) -> int:
         "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + (sys.argv[1:] if argv is None else list(argv))),
         "complete": False,
         "networks": args.models or "reference (nucleitut/reference)",
-        "pipeline": networks[0].pipeline.name, "tta": True, "fuse_scales": args.fuse_scales,
+        "pipeline": pipeline.name, "tta": True, "fuse_scales": args.fuse_scales,
         "shrunk_images": "registered with their labels" if args.registered else "centred (labels half a native pixel off at x0.5)",
-        "training_diameter_px": networks[1],
+        "training_diameter_px": pipeline.training_diameter,
         "data": dataset.describe(),
         "n_images": len(test),
         "images": test,
@@ -302,7 +249,7 @@ def main(argv=None) -> int:
         rows = []
         for image, truth in pairs:
             start = time.perf_counter()
-            found = segment.segment_image(image, networks=networks, **options)
+            found = pipeline.segment(image, **options)
             seconds = time.perf_counter() - start
             rows.append((metrics.kaggle_score(truth, found.labels), seconds, found.scale, found.diameter_source))
         return {
@@ -385,18 +332,18 @@ def main(argv=None) -> int:
             source_id = test[max(unscaled, key=lambda k: native[k][0].size)]
         source = dataset.get(source_id)[0]
         image = tiled(source, 1024)
-        segment.segment_image(image[:256, :256], networks=networks)  # warm-up
+        pipeline.segment(image[:256, :256])  # warm-up
         runs = []
         for _ in range(2):
             start = time.perf_counter()
-            found = segment.segment_image(image, networks=networks)
+            found = pipeline.segment(image)
             runs.append(time.perf_counter() - start)
         result["speed"] = {"source_image": source_id, "source_type": kinds[source_id], "shape": list(image.shape[:2]),
                            "tta": True, "size_estimation": True, "scale": found.scale,
                            "seconds_tta_and_size": runs,
                            "seconds_per_megapixel": min(runs) / (image.shape[0] * image.shape[1] / 1e6)}
         if found.scale == 1.0:  # the size estimate's first pass was reused as a view: same labels as predicting every view?
-            every_view = networks[0](found.image, tta=True)
+            every_view = pipeline(found.image, tta=True)
             result["speed"]["same_labels_as_predicting_every_view"] = bool(np.array_equal(found.labels, every_view))
         print(f"1024x1024 with TTA and size estimation: {', '.join(f'{s:.1f}' for s in runs)} s (scale {found.scale})", flush=True)
         save()

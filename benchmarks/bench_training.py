@@ -32,7 +32,7 @@ import numpy as np
 
 import keras
 
-from nucleitut import config, data, predict, records, training
+from nucleitut import config, data, records, training
 
 
 def time_training(cfg, steps: int) -> float:
@@ -113,7 +113,7 @@ def main() -> None:
             Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
         return
     dataset = data.load_dataset("sample", verbose=False)
-    print(f"backend {keras.backend.backend()}, devices {predict.available_devices() or ['cpu']}")
+    print(f"backend {keras.backend.backend()}, devices {config.available_devices() or ['cpu']}")
     rows = [("B1 quick (3 blocks F=16, 128x128)", config.training_config("B1", "quick"), 20),
             ("M3 quick (3 blocks F=16, 128x128)", config.training_config("M3", "quick", augmentation="a"), 20),
             ("M7 quick (4 blocks F=8, 128x128)", config.training_config("M7", "quick", augmentation="a"), 20)]

@@ -7,7 +7,7 @@ The paper's recommendation 8 for images unlike the training data is more trainin
 ("Look for additional training data sets", section 6). With a handful of annotated images a
 network trained from scratch learns little; starting from the reference networks' weights
 and training a few epochs with a lower learning rate (this project's choice) keeps what they
-already know. Measured on this book's data (``benchmarks/check_finetune_tissue.py``,
+already know. Measured on this book's data (``experiments/check_finetune_tissue.py``,
 results/benchmarks/finetune_tissue*.json): fine-tuned on stained-tissue images the
 reference had mostly seen already, no variant improved the tissue test images; networks
 fine-tuned on tissue alone lost much of their fluorescence score, and mixed with as many

@@ -57,7 +57,7 @@ SECOND_PASS_DISAGREEMENT = 1.25
 PROBE_SCALES = (1.0, 0.5, 0.25)
 #: A shrunk probe's diameter counts only from this size on, in the probe's pixels: smaller
 #: nuclei are not resolved there (blurred clumps of them pass for larger nuclei). This
-#: project's choice, made on validation images (``benchmarks/size_probes.py --split val``,
+#: project's choice, made on validation images (``experiments/size_probes.py --split val``,
 #: results/benchmarks/README.md): of 6, 8, 10 and 12 px, 8 and 10 tie (estimates within
 #: 25 % of the truth summed over the scales 0.5, 1, 2, 3: 3.46 and 3.37; median log error
 #: 0.276 and 0.271); 10 keeps the halved images as well estimated as the native probe alone.
@@ -84,7 +84,7 @@ TRAINING_DIAMETER = 16.3
 #: this band has nuclei of a size the networks were trained on and is not rescaled. From the
 #: same 435 training images (``nucleus_size_statistics(...)``): the quartiles of
 #: :func:`typical_diameter` over the images. This project's choice, made on 30 validation
-#: images at the scales 1, 0.5, 2 and 3 (``benchmarks/choose_size_band.py``,
+#: images at the scales 1, 0.5, 2 and 3 (``experiments/choose_size_band.py``,
 #: results/benchmarks/size_band_validation.json; shipped reference, TTA): the highest mean
 #: score over the four scales of 16 bands (lower end none, 5th or 10th percentile or 1st
 #: quartile; upper end median, 3rd quartile, 95th percentile or none). The quartiles (0.4127)
@@ -175,7 +175,7 @@ def scale_for(diameter: float | None, target: float, band: tuple[float, float] |
     :data:`TRAINING_SIZE_BAND`: sizes the networks were trained on). A diameter outside the
     band goes halfway (geometric mean) from the nearest end of the band to ``target``, the
     training median: this project's choice, made on validation images
-    (``benchmarks/choose_size_target.py``; against going all the way to the median or only to
+    (``experiments/choose_size_target.py``; against going all the way to the median or only to
     the end of the band), and within noise of going all the way. ``band=None`` (a diameter the
     user gives) rescales to ``target`` itself. Scales within :data:`SCALE_TOLERANCE` of 1 are
     not applied.

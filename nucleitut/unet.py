@@ -159,8 +159,8 @@ def network_depth(model) -> int:
     """Number of pooling steps (U-Net blocks) of a model: its inputs must be divisible by
     ``2 ** network_depth(model)`` (:func:`required_multiple`).
 
-    >>> network_depth(build_unet(blocks=2, filters=2))
-    2
+    >>> network_depth(build_unet(blocks=3, filters=2))
+    3
     """
     import keras
 

@@ -1,14 +1,10 @@
 """The benchmarks' own image making (benchmarks/bench_segment.py)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_segment import rescaled  # noqa: E402
+from benchmarks.bench_segment import rescaled
 
 
 @pytest.mark.parametrize("shape", [(8, 10), (9, 7), (31, 44)])

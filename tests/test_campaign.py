@@ -1,60 +1,88 @@
-"""The Table 3 campaign's bookkeeping (tools/campaign.py): which records and trained networks
-count as done when a network's training changed after they were made."""
+"""The Table 3 campaign's resumable plan (tools/campaign.py): what counts as done, from the
+records alone."""
 
-import datetime
 import importlib.util
 import json
-import os
 from pathlib import Path
+
+import pytest
+
+from nucleitut import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _campaign():
+@pytest.fixture(scope="module")
+def campaign():
     spec = importlib.util.spec_from_file_location("campaign", ROOT / "tools" / "campaign.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _write(path, date):
-    path.write_text(json.dumps({"date": date}))
-
-
-def test_records_older_than_a_training_change_count_as_missing(tmp_path):
-    campaign = _campaign()
-    since = campaign.RETRAIN["B2"][0]
-    before, after = "2026-11-28T16:08:10+00:00", "2026-12-01T10:00:00+00:00"
-    assert before < since < after
-    for pipeline, date in (("B2", before), ("M4B2", before), ("B1", before), ("M4", after)):
+def _write_records(folder, plan, profile="cpu"):
+    """Every record a complete run of ``plan`` writes (with and without TTA; tuned pairs at seed 0)."""
+    planned = set(plan)
+    names = {(n, s, False) for n, s in plan}
+    for pair, members in config.PAIRS.items():
+        for seed in {s for _, s in plan}:
+            if all((n, seed) in planned for n in members):
+                names |= {(pair, seed, False)} | ({(pair, seed, True)} if seed == 0 else set())
+    for pipeline, seed, tuned in names:
+        suffix = ("_tuned" if tuned else "") + (f"_seed{seed}" if seed else "")
         for tta in ("", "_tta"):
-            _write(tmp_path / f"cpu_{pipeline}{tta}.json", date)
-    assert not campaign.record_exists(tmp_path, "cpu", "B2", 0)        # trained before the fix
-    assert not campaign.record_exists(tmp_path, "cpu", "M4B2", 0)      # a pair with a changed network
-    assert campaign.record_exists(tmp_path, "cpu", "B1", 0)            # unchanged network: old is fine
-    assert campaign.record_exists(tmp_path, "cpu", "M4", 0)            # made after the fix
-    (tmp_path / "cpu_M4_tta.json").unlink()
-    assert not campaign.record_exists(tmp_path, "cpu", "M4", 0)        # both records are needed
+            (folder / f"{profile}_{pipeline}{tta}{suffix}.json").write_text("{}")
+    (folder / f"{profile}_classical.json").write_text("{}")
 
 
-def test_networks_trained_before_a_change_are_set_aside_and_trained_again(tmp_path):
-    campaign = _campaign()
-    since = datetime.datetime.fromisoformat(campaign.RETRAIN["B2"][0]).timestamp()
-    folders = {}
-    for name, finished in (("B2", since - 3600), ("M4", since + 3600), ("B1", since - 3600)):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "model.keras").write_text("weights")
-        (folder / "timing.json").write_text("{}")
-        os.utime(folder / "timing.json", (finished, finished))
-        folders[name] = folder
-    assert not campaign.is_trained("B2", folders["B2"])
-    assert campaign.is_trained("M4", folders["M4"]) and campaign.is_trained("B1", folders["B1"])
-    aside = campaign.set_aside_if_changed("B2", folders["B2"])
-    assert aside == tmp_path / f"B2.before-{campaign.RETRAIN['B2'][1]}"
-    assert (aside / "model.keras").read_text() == "weights" and not folders["B2"].exists()  # kept, not deleted
-    assert campaign.set_aside_if_changed("M4", folders["M4"]) is None and folders["M4"].exists()
-    assert campaign.set_aside_if_changed("B1", folders["B1"]) is None and folders["B1"].exists()
-    # the changed networks are trained last, after the repeated seeds
-    assert campaign.PLAN[-len(campaign.RETRAIN):] == [(name, 0) for name in campaign.RETRAIN]
+def test_the_plan_trains_every_table3_network_at_seed_0_and_no_step_twice(campaign):
+    assert sorted(n for n, s in campaign.PLAN if s == 0) == sorted(config.TABLE3)
     assert len(set(campaign.PLAN)) == len(campaign.PLAN)
+    assert set(config.TABLE3) >= {n for n, _ in campaign.PLAN}
+
+
+def test_a_network_is_needed_while_its_records_or_those_of_its_pairs_are_missing(tmp_path, campaign):
+    _write_records(tmp_path, campaign.PLAN)
+    assert campaign.pending(tmp_path, "cpu") == []
+    (tmp_path / "cpu_M3B1_tta_tuned.json").unlink()   # seed 0 pairs need their tuned records too
+    assert campaign.pending(tmp_path, "cpu") == [("B1", 0), ("M3", 0)]
+    (tmp_path / "cpu_M3B1_tta_tuned.json").write_text("{}")
+    (tmp_path / "cpu_B5_tta.json").unlink()           # both records of a network are needed
+    assert campaign.pending(tmp_path, "cpu") == [("B5", 0)]
+    (tmp_path / "cpu_B5_tta.json").write_text("{}")
+    (tmp_path / "cpu_M3B1_seed4.json").unlink()       # a pair of a repeated seed
+    assert campaign.pending(tmp_path, "cpu") == [("M3", 4), ("B1", 4)]
+
+
+def test_a_pair_is_scored_only_when_the_plan_trains_both_networks_with_that_seed(tmp_path, campaign):
+    only_m3 = [("M3", 1)]
+    _write_records(tmp_path, only_m3)
+    assert campaign.pairs_to_score(tmp_path, "cpu", "M3", 1, only_m3) == []  # B1 seed 1 is not planned here
+    assert campaign.pairs_to_score(tmp_path, "cpu", "M3", 1, only_m3 + [("B1", 1)]) == ["M3B1"]
+
+
+def test_a_complete_plan_ends_without_loading_the_data(tmp_path, campaign, monkeypatch, capsys):
+    from nucleitut import data
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a complete campaign loaded the data")
+
+    monkeypatch.setattr(data, "load_dataset", no_data)
+    _write_records(tmp_path, campaign.PLAN)
+    assert campaign.main(["--profile", "cpu", "--results", str(tmp_path)]) == 0
+    assert "campaign complete" in capsys.readouterr().out
+    (tmp_path / "cpu_classical.json").unlink()  # the classical record is part of the campaign
+    with pytest.raises(AssertionError, match="loaded the data"):
+        campaign.main(["--profile", "cpu", "--results", str(tmp_path)])
+
+
+def test_what_the_committed_records_leave_to_do_was_never_run(campaign):
+    # A step listed as pending has none of its own records: a half-deleted or half-written step
+    # of the committed campaign would show up here.
+    results = ROOT / "results"
+    left = campaign.pending(results, "cpu")
+    for network, seed in left:
+        suffix = f"_seed{seed}" if seed else ""
+        assert not any((results / f"cpu_{network}{tta}{suffix}.json").exists() for tta in ("", "_tta")), (network, seed)
+    assert len(left) < len(campaign.PLAN)
+    json.loads((results / "cpu_classical.json").read_text())

@@ -14,13 +14,13 @@ pipeline is not scored again. Order: seed 0 of the networks the book's
 first comparisons need (B1, M3, M1, M2, B4, M6), then the other rows of Table 3, then seeds 1
 and 2 of B1, M1, M2, M3, B4 and M6, then seeds 1 and 2 of B3 and M5 (the set a and plateau
 rows of the findings compare with them; added after the rest had finished), then seeds 3 and
-4 of M3 and B1 (the best cpu pipeline's mean over five trainings), then the networks of
-:data:`RETRAIN` again.
+4 of M3 and B1 (the best cpu pipeline's mean over five trainings). :func:`pending` lists what
+is left (with the committed records: seed 2 of B3 and M5, never run); a plan whose records
+all exist ends without loading the data.
 
-A network whose training changed after its records were made is listed in :data:`RETRAIN`:
-its records, and those of the pairs it belongs to, count as missing when they are older than
-the change, and its trained folder is moved aside (``<folder>.before-<commit>``) and trained
-anew.
+(B2 and M4 were trained a second time on 2026-11-29, after a fix of augmentation set a in
+58e6ef4; the one-time bookkeeping that made their older records count as missing was removed
+once their new records were committed, see CHANGELOG.md.)
 
 Records: ``<results>/<profile>_<pipeline>[_tta][_tuned][_seed<k>].json``
 (see :func:`nucleitut.records.record_name`). Pairs of seed 0 also get a record with
@@ -30,67 +30,54 @@ post-processing settings chosen on the validation images (``--tune`` of the comm
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import sys
 import time
 from pathlib import Path
 
-#: Networks trained again because their training changed: name -> (date of the change, commit).
-#: Set a's rescaling labelled the mirrored margin of a shrunk crop as background (fixed in 58e6ef4).
-SET_A_FIX = ("2026-11-29T06:14:11+00:00", "58e6ef4")
-RETRAIN = {"B2": SET_A_FIX, "M4": SET_A_FIX}
-
-#: (network, seed) in the order they are trained; the networks of RETRAIN come last (seed 0).
+#: (network, seed) in the order they are trained.
 PLAN = (
-    [(n, 0) for n in ("B1", "M3", "M1", "M2", "B4", "M6", "B3", "M5", "B5", "M7")]
+    [(n, 0) for n in ("B1", "M3", "M1", "M2", "B4", "M6", "B2", "M4", "B3", "M5", "B5", "M7")]
     + [(n, s) for s in (1, 2) for n in ("B1", "M3", "M1", "M2", "B4", "M6")]
     + [(n, s) for s in (1, 2) for n in ("B3", "M5")]
     # The best cpu pipeline so far, M3B1: two more trainings of each network measure its mean better.
     + [(n, s) for s in (3, 4) for n in ("M3", "B1")]
-    + [("B2", 0), ("M4", 0)]
 )
 
 
-def _changed_since(pipeline: str) -> str | None:
-    """Date of the latest training change of a pipeline's networks (:data:`RETRAIN`), or None."""
+def record_exists(results: Path, profile: str, pipeline: str, seed: int, tuned: bool = False) -> bool:
+    """Both records of a pipeline (with and without TTA) exist."""
+    suffix = ("_tuned" if tuned else "") + (f"_seed{seed}" if seed else "")
+    return all((results / f"{profile}_{pipeline}{tta}{suffix}.json").exists() for tta in ("", "_tta"))
+
+
+def is_trained(directory: Path) -> bool:
+    """Trained to the end: the network and its timing are saved (an interrupted training has neither)."""
+    return (directory / "model.keras").exists() and (directory / "timing.json").exists()
+
+
+def pairs_to_score(results: Path, profile: str, network: str, seed: int, plan) -> list[str]:
+    """The Figure 9 pairs with ``network`` whose records of ``seed`` are missing, among the
+    pairs whose every network the plan trains with that seed (seed 0 also needs the tuned records)."""
     from nucleitut import config
 
-    members = config.PAIRS.get(pipeline, (pipeline,))
-    dates = [RETRAIN[n][0] for n in members if n in RETRAIN]
-    return max(dates) if dates else None
+    planned = set(plan)
+
+    def done(pair):
+        return record_exists(results, profile, pair, seed) and (seed != 0 or record_exists(results, profile, pair, seed, tuned=True))
+
+    return [pair for pair, members in config.PAIRS.items()
+            if network in members and all((n, seed) in planned for n in members) and not done(pair)]
 
 
-def record_exists(results: Path, profile: str, pipeline: str, seed: int, tuned: bool = False) -> bool:
-    """Both records (with and without TTA) exist and are newer than any change in :data:`RETRAIN`."""
-    suffix = ("_tuned" if tuned else "") + (f"_seed{seed}" if seed else "")
-    paths = [results / f"{profile}_{pipeline}{tta}{suffix}.json" for tta in ("", "_tta")]
-    since = _changed_since(pipeline)
-    return all(p.exists() and (since is None or json.loads(p.read_text())["date"] >= since) for p in paths)
+def needs_work(results: Path, profile: str, network: str, seed: int, plan) -> bool:
+    """A step of ``plan`` has work while the network's records, or those of a pair it belongs
+    to, are missing; nothing else needs the network any more."""
+    return not record_exists(results, profile, network, seed) or bool(pairs_to_score(results, profile, network, seed, plan))
 
 
-def trained_before_change(network: str, directory: Path) -> bool:
-    """The network in ``directory`` finished training (modification time of its timing.json) before its change in :data:`RETRAIN`."""
-    timing = directory / "timing.json"
-    if network not in RETRAIN or not timing.exists():
-        return False
-    finished = datetime.datetime.fromtimestamp(timing.stat().st_mtime, datetime.timezone.utc)
-    return finished < datetime.datetime.fromisoformat(RETRAIN[network][0])
-
-
-def is_trained(network: str, directory: Path) -> bool:
-    """Trained to the end, and not before a change of its training."""
-    return (directory / "model.keras").exists() and (directory / "timing.json").exists() \
-        and not trained_before_change(network, directory)
-
-
-def set_aside_if_changed(network: str, directory: Path) -> Path | None:
-    """Move a network trained before its change in :data:`RETRAIN` to ``<folder>.before-<commit>``."""
-    if not trained_before_change(network, directory):
-        return None
-    aside = directory.with_name(f"{directory.name}.before-{RETRAIN[network][1]}")
-    directory.rename(aside)
-    return aside
+def pending(results: Path, profile: str, plan=PLAN) -> list[tuple[str, int]]:
+    """The steps of ``plan`` that still have work (:func:`needs_work`), in order."""
+    return [(network, seed) for network, seed in plan if needs_work(results, profile, network, seed, plan)]
 
 
 def main(argv=None) -> int:
@@ -101,33 +88,27 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="only these steps, e.g. B1:0 M3:1")
     args = parser.parse_args(argv)
 
-    from nucleitut import config, data, evaluation, records, training
+    from nucleitut import config
 
     profile = config.get_profile(args.profile).name
     results = Path(args.results)
+    plan = PLAN if not args.only else [(s.split(":")[0].upper(), int(s.split(":")[1])) for s in args.only]
+    classical = results / f"{profile}_classical.json"
+    if classical.exists() and not pending(results, profile, plan):
+        print(f"campaign complete: every record of the plan is in {results}", flush=True)
+        return 0  # without loading the data or the training code
+
+    from nucleitut import data, evaluation, records, training
+
     dataset = data.load_dataset(args.data, profile=profile)
     split = dataset.split()
-    plan = PLAN if not args.only else [(s.split(":")[0].upper(), int(s.split(":")[1])) for s in args.only]
-    if not (results / f"{profile}_classical.json").exists():
+    if not classical.exists():
         print("  record:", records.write_record(evaluation.evaluate_classical(dataset, profile=profile), results), flush=True)
-    planned = set(plan)
-
-    def pair_done(pair, seed):
-        return record_exists(results, profile, pair, seed) and (seed != 0 or record_exists(results, profile, pair, seed, tuned=True))
-
-    def pairs_to_score(network, seed):
-        return [pair for pair, members in config.PAIRS.items()
-                if network in members and all((n, seed) in planned for n in members) and not pair_done(pair, seed)]
-
     for network, seed in plan:
+        if not needs_work(results, profile, network, seed, plan):
+            continue  # scored, and every pair it belongs to too (checked as the run goes: records appear)
         directory = config.model_dir(network, profile, seed)
-        if record_exists(results, profile, network, seed) and not pairs_to_score(network, seed):
-            continue  # scored, and every pair it belongs to too: nothing needs this network any more
-        aside = set_aside_if_changed(network, directory)
-        if aside:
-            print(f"[{time.strftime('%H:%M:%S')}] {network} seed {seed} was trained before {RETRAIN[network][1]}: moved to {aside}",
-                  flush=True)
-        if not is_trained(network, directory):
+        if not is_trained(directory):
             print(f"[{time.strftime('%H:%M:%S')}] training {network} seed {seed} -> {directory}", flush=True)
             cfg = config.training_config(network, profile, seed=seed)
             training.train(cfg, dataset, directory, split=split)
@@ -135,8 +116,8 @@ def main(argv=None) -> int:
             print(f"[{time.strftime('%H:%M:%S')}] scoring {network} seed {seed}", flush=True)
             for record in evaluation.evaluate_pipelines([network], dataset, profile=profile, seed=seed):
                 print("  record:", records.write_record(record, results), flush=True)
-        for pair in pairs_to_score(network, seed):
-            if not all(is_trained(n, config.model_dir(n, profile, seed)) for n in config.PAIRS[pair]):
+        for pair in pairs_to_score(results, profile, network, seed, plan):
+            if not all(is_trained(config.model_dir(n, profile, seed)) for n in config.PAIRS[pair]):
                 continue  # the partner comes later in the plan
             print(f"[{time.strftime('%H:%M:%S')}] scoring {pair} seed {seed}", flush=True)
             scored = evaluation.evaluate_pipelines(

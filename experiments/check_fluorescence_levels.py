@@ -2,7 +2,7 @@
 +3000, gain x40, five hot pixels), segmented by the reference networks with TTA and without size
 handling, with the fluorescence levels and with the old 0..255 stretch, next to the 8-bit image.
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_fluorescence_levels.py
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_fluorescence_levels
 
 Run on 2026-11-28 (M6B4 reference): 8-bit 0.590, 16-bit with the levels 0.597, 16-bit 0..255 0.487.
 """

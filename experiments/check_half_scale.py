@@ -6,7 +6,7 @@ subset and the same halved labels, (a) the pipeline's labels of the *native* ima
 the same way (what a perfect size handling could give when the network had the native
 detail) and (b) the pipeline on the halved image with automatic size handling. Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_half_scale.py --limit 40
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_half_scale --limit 40
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import library, rescaled, stratified  # noqa: E402
+from experiments.common import library, rescaled, stratified
 
 
 def main(argv=None) -> int:
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
     summary = {k: float(np.mean([r[k] for r in rows])) for k in ("native", "native_shrunk", "small_auto")}
     print(json.dumps({"n": len(rows), "factor": args.factor, **summary}))
     if args.out:
-        Path(args.out).write_text(json.dumps({"command": "python benchmarks/check_half_scale.py " + " ".join(sys.argv[1:]),
+        Path(args.out).write_text(json.dumps({"command": "python -m experiments.check_half_scale " + " ".join(sys.argv[1:]),
                                               "n": len(rows), "factor": args.factor, "mean": summary, "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -7,18 +7,15 @@ passes agree (at most three), ``closest`` probes scales 1 and 0.5/0.25 (large nu
 stratified test images enlarged x3 (M3B1 reference, TTA, commit 13d458a): shipped 0.464,
 iterative 0.458, closest 0.412; the shipped estimate stays. Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_size_estimators.py current,iterative,closest 3.0
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_size_estimators current,iterative,closest 3.0
 """
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import library, rescaled, stratified  # noqa: E402
-
-from nucleitut import data, metrics, segment, sizing  # noqa: E402
+from experiments.common import library, rescaled, stratified
+from nucleitut import data, metrics, segment, sizing
 
 SHIPPED = sizing.estimate_diameter
 DISAGREEMENT = sizing.SECOND_PASS_DISAGREEMENT

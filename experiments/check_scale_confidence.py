@@ -25,9 +25,9 @@ Kaggle score and a few confidence measures of the networks' outputs are stored:
 The rule ``argmax`` (or ``argmin``) of a measure over the candidates is then compared with
 the library's rule and with the best candidate (an oracle no rule can beat). Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_scale_confidence.py \\
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_scale_confidence \\
         --band-run results/benchmarks/size_band_validation.json \\
-        --out results/benchmarks/scale_confidence_validation.json
+        --out experiments/results/scale_confidence_validation.json
 
 The ``--out`` file is written after every image and resumed.
 """
@@ -41,10 +41,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import band_run_parser, band_run_versions, finish_check  # noqa: E402
-
-from nucleitut import data, metrics, pretrained, sizing  # noqa: E402
+from experiments.common import band_run_parser, band_run_versions, finish_check
+from nucleitut import data, metrics, pretrained, sizing
 
 #: Candidate scales: the scale the estimated diameter asks for (to the median) times these.
 STEPS = (0.5, 2 ** -0.5, 1.0, 2 ** 0.5, 2.0)

@@ -15,9 +15,9 @@ and 3, same size estimates and reference networks, TTA) and segments each image 
 band once more per new candidate; the pre-set rule is the highest mean score over the four
 scales, ties (within 0.002) going to the smaller change of the library (``median``). Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/choose_size_target.py \\
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.choose_size_target \\
         --band-run results/benchmarks/size_band_validation.json \\
-        --out results/benchmarks/size_target_validation.json
+        --out experiments/results/size_target_validation.json
 
 The ``--out`` file is written after every image and resumed.
 """
@@ -32,10 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import rescaled  # noqa: E402
-
-from nucleitut import data, metrics, pretrained, records, segment, sizing  # noqa: E402
+from experiments.common import rescaled
+from nucleitut import data, metrics, pretrained, records, segment, sizing
 
 TIE = 0.002
 
@@ -98,7 +96,7 @@ def main(argv=None) -> int:
     if table[best]["mean_over_scales"] - table["median"]["mean_over_scales"] <= TIE:
         best = "median"
     out.update(scores=table, chosen=best, tie=TIE,
-               command="python benchmarks/choose_size_target.py " + " ".join(sys.argv[1:]), **records.environment())
+               command="python -m experiments.choose_size_target " + " ".join(sys.argv[1:]), **records.environment())
     for kind, entry in table.items():
         print(f"{kind:8s} " + "  ".join(f"{f} {v:.3f}" for f, v in entry.items()))
     print(f"chosen on {out['n_images']} validation images: {best}")

@@ -12,7 +12,7 @@ images) 0.321 as stored, 0.138 grey, 0.157 inverted, 0.226 inverted at fluoresce
 reference, 10 tissue images: 0.230, 0.091, 0.067, 0.188.) The networks learned stained
 tissue in colour; the images stay as stored. Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_tissue_inputs.py
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_tissue_inputs
 """
 
 import numpy as np

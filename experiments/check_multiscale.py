@@ -14,8 +14,8 @@ the TTA rule), post-processed at ``s``, and the labels mapped back and scored. C
 (``segment_image(..., fuse_scales=True)``, whose neighbours are the image at ``s`` rescaled
 again). Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_multiscale.py \\
-        --band-run results/benchmarks/size_band_validation.json --out results/benchmarks/multiscale_validation.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_multiscale \\
+        --band-run results/benchmarks/size_band_validation.json --out experiments/results/multiscale_validation.json
 
 The ``--out`` file is written after every image and resumed.
 """
@@ -28,10 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import band_run_parser, band_run_versions, finish_check  # noqa: E402
-
-from nucleitut import data, metrics, predict, pretrained, sizing  # noqa: E402
+from experiments.common import band_run_parser, band_run_versions, finish_check
+from nucleitut import data, metrics, predict, pretrained, sizing
 
 #: Steps around the library's scale, and the combinations scored.
 STEPS = {"down": 2 ** -0.5, "same": 1.0, "up": 2 ** 0.5}

@@ -2,7 +2,7 @@
 
 The shipped reference networks learned every nucleus size of BBBC038v1 at once (the paper's
 way: images as they are). Their size handling must therefore guess which scale suits an
-image, and on halved test images it guesses badly (results/benchmarks/README.md). Networks
+image, and on halved test images it guesses badly (experiments/LAB_NOTES.md). Networks
 trained on images that all show nuclei of one diameter (Cellpose trains this way) only need
 the image rescaled to that diameter, which a size estimate gives directly. This tool starts
 from the reference networks' weights and trains each network for a few more epochs on the
@@ -11,13 +11,13 @@ training images rescaled so that their true typical nucleus diameter is the trai
 likewise; everything else as the reference's configuration, with the learning rate lowered
 (``--lr-factor``; fine-tuning, this project's choice). Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python tools/finetune_reference.py \\
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.finetune_reference \\
         --out <models folder> --epochs 3
 
 The networks go to ``<out>/<profile>/<NET>/`` (the layout of ``NUCLEITUT_MODELS``), so
 ``python -m nucleitut evaluate`` and ``tools/make_reference.py`` read them; an interrupted run
 resumes (training's own backup). ``--as-is`` is the control: the same fine-tuning on the
-images as they are, to tell the size normalisation from the extra epochs. ``benchmarks/check_size_normalized.py`` scores them.
+images as they are, to tell the size normalisation from the extra epochs. ``experiments/check_size_normalized.py`` scores them.
 ``--as-is --augmentation wide`` fine-tunes on the images as they are with this project's
 scale augmentation (0.5-2, :data:`nucleitut.training.AUGMENTATION_SETS`), for networks that
 hold up when the size handling misses the best scale.
@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nucleitut import data, finetune, pretrained, training  # noqa: E402
+from nucleitut import data, finetune, pretrained, training
 
 
 def main(argv=None) -> int:

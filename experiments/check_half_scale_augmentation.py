@@ -1,7 +1,7 @@
 """Does training augmentation make a pipeline hold up better on halved images?
 
 The reference networks (trained without augmentation) lose much more on halved images than
-on enlarged ones (results/benchmarks/README.md). The Table 3 campaign has pairs trained the
+on enlarged ones (experiments/LAB_NOTES.md). The Table 3 campaign has pairs trained the
 same way except for the augmentation: M3B1 (none), M4B2 (set a: flips, rotation, noise,
 scaling 0.8-1.25, blur) and M5B3 (set b: flips and rotation only), cpu profile, seed 0, 8
 epochs each. On the validation images of the band run (``size_band_validation.json``), each
@@ -9,8 +9,8 @@ pipeline segments every image as it is and halved then enlarged back by exactly 
 estimate involved, so only the lost detail counts), TTA, the paper's thresholds (without
 ``--models``: the shipped reference networks, with their validation-chosen settings). Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_half_scale_augmentation.py \\
-        --models <NUCLEITUT_MODELS folder of the campaign> --out results/benchmarks/half_scale_augmentation.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_half_scale_augmentation \\
+        --models <NUCLEITUT_MODELS folder of the campaign> --out experiments/results/half_scale_augmentation.json
 
 With ``--test`` it runs on the 120 test images instead and adds scores at the halved size,
 as ``bench_segment.py`` scores its x0.5 images (labels halved by nearest neighbour): the
@@ -34,10 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import rescaled  # noqa: E402
-
-from nucleitut import data, metrics, pretrained, records, segment, sizing  # noqa: E402
+from experiments.common import rescaled
+from nucleitut import data, metrics, pretrained, records, segment, sizing
 
 PIPELINES = {"M3B1": "none", "M4B2": "a", "M5B3": "b"}
 
@@ -105,7 +103,7 @@ def main(argv=None) -> int:
         print(f"{name} (augmentation {augmentation}): as is {native_mean:.3f}, halved and enlarged back "
               f"{halved_mean:.3f} ({halved_mean - native_mean:+.3f})", flush=True)
     arguments = ["$NUCLEITUT_MODELS" if a == args.models else a for a in (sys.argv[1:] if argv is None else argv)]
-    out.update(command="python benchmarks/check_half_scale_augmentation.py " + " ".join(arguments),  # no machine paths
+    out.update(command="python -m experiments.check_half_scale_augmentation " + " ".join(arguments),  # no machine paths
                **records.environment())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     return 0

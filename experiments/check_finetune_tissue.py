@@ -1,6 +1,6 @@
 """Does fine-tuning on a few annotated images of the weak type rescue it? Stained tissue.
 
-The shipped reference networks score worst on stained tissue (results/benchmarks/README.md).
+The shipped reference networks score worst on stained tissue (experiments/LAB_NOTES.md).
 This check does what chapter 9 tells a user to do when segmentation still fails: annotate
 images of the failing kind and fine-tune (``python -m nucleitut finetune``,
 :func:`nucleitut.finetune.finetune_reference`). The "annotated images" are the stained-tissue
@@ -12,8 +12,8 @@ gain on tissue and any loss on fluorescence show. ``--as-is`` fine-tunes on the 
 they are instead of rescaled to one nucleus size; ``--mix N`` adds N training images of the
 other types, against forgetting them. Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_finetune_tissue.py \\
-        --networks ../tissue_networks --out results/benchmarks/finetune_tissue.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_finetune_tissue \\
+        --networks ../tissue_networks --out experiments/results/finetune_tissue.json
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             if kind != "all":
                 summary[kind][name] = float(np.mean([r[name] for r in rows if r["type"] == kind]))
     arguments = ["$NETWORKS" if a == args.networks else a for a in (sys.argv[1:] if argv is None else argv)]
-    out.update(summary=summary, command="python benchmarks/check_finetune_tissue.py " + " ".join(arguments), **records.environment())
+    out.update(summary=summary, command="python -m experiments.check_finetune_tissue " + " ".join(arguments), **records.environment())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 0

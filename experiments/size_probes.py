@@ -14,9 +14,9 @@ to the training size, the median of the usable probes, and ``sizing.combine_prob
 median of three, else the native probe; ``--min-probe-diameter`` to try other limits).
 Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/size_probes.py \\
-        --out results/benchmarks/size_probes_cpu.json --limit 40
-    python benchmarks/size_probes.py --analyse results/benchmarks/size_probes_cpu.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.size_probes \\
+        --out experiments/results/size_probes_cpu.json --limit 40
+    python -m experiments.size_probes --analyse experiments/results/size_probes_cpu.json
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import FACTORS, library, rescaled, stratified  # noqa: E402
+from experiments.common import FACTORS, library, rescaled, stratified
 
 PROBES = (0.25, 0.5, 1.0, 2.0)
 
@@ -55,7 +54,7 @@ def run(args) -> int:
     test = getattr(dataset.split(), args.split)
     kinds = {i: image_type(dataset.get(i)[0]) for i in test}
     subset = stratified(test, kinds, args.limit)
-    result = {"command": "python benchmarks/size_probes.py " + " ".join(sys.argv[1:]), "target": target,
+    result = {"command": "python -m experiments.size_probes " + " ".join(sys.argv[1:]), "target": target,
               "split": args.split, "probes": PROBES, "rows": [], **records.environment()}
     started = time.perf_counter()
     jobs = [(i, 1.0) for i in test] + [(i, f) for f in FACTORS for i in subset]
@@ -112,7 +111,7 @@ def analyse(path: str, min_probe_diameter: float | None = None) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="results/benchmarks/size_probes_cpu.json")
+    parser.add_argument("--out", default="experiments/results/size_probes_cpu.json")
     parser.add_argument("--models")
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--split", choices=("test", "val"), default="test")

@@ -1,6 +1,6 @@
 """Size-normalised networks on validation images of every size: do they hold up at every scale?
 
-Networks fine-tuned on images rescaled to one nucleus size (``tools/finetune_reference.py``)
+Networks fine-tuned on images rescaled to one nucleus size (``experiments/finetune_reference.py``)
 are meant to be used with every image rescaled so that its estimated diameter is the
 training median (no band: :func:`nucleitut.sizing.scale_for` with ``band=None``). On the 30
 validation images of the band run, at the factors 1, 0.5, 2 and 3 of ``choose_size_band.py``
@@ -19,8 +19,8 @@ The shipped reference networks on the same images, settings and passes are in
 (the band rule) is what these networks must beat, and the gap between the factors is the
 question. Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_size_normalized.py \\
-        --models <folder of tools/finetune_reference.py> --out results/benchmarks/size_normalized_validation.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_size_normalized \\
+        --models <folder of experiments/finetune_reference.py> --out experiments/results/size_normalized_validation.json
 """
 
 from __future__ import annotations
@@ -32,17 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import band_run_versions  # noqa: E402
-
-from nucleitut import data, metrics, pretrained, records, sizing  # noqa: E402
+from experiments.common import band_run_versions
+from nucleitut import data, metrics, pretrained, records, sizing
 
 KINDS = ("estimated", "true_size", "as_is", "library")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", required=True, help="models folder of tools/finetune_reference.py")
+    parser.add_argument("--models", required=True, help="models folder of experiments/finetune_reference.py")
     parser.add_argument("--band-run", default="results/benchmarks/size_band_validation.json")
     parser.add_argument("--reference-run", default="results/benchmarks/scale_confidence_validation.json")
     parser.add_argument("--out", required=True)
@@ -85,7 +83,7 @@ def main(argv=None) -> int:
             entry["reference_scale_1"] = reference[f]["scale 1"]
     arguments = ["$MODELS" if a == args.models else a for a in (sys.argv[1:] if argv is None else argv)]
     out.update(scores=scores, reference_run=Path(args.reference_run).name,
-               command="python benchmarks/check_size_normalized.py " + " ".join(arguments), **records.environment())
+               command="python -m experiments.check_size_normalized " + " ".join(arguments), **records.environment())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     for f, entry in scores.items():
         print(f, "  ".join(f"{k} {v:.3f}" for k, v in entry.items()))

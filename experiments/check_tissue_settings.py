@@ -7,8 +7,8 @@ over ``config.POSTPROCESS_GRID``), then scores the tissue *test* images with the
 settings and with the tissue ones. Reference networks, TTA, no size handling (the size
 handling leaves these images as they are), intensities as the library prepares them. Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_tissue_settings.py \\
-        --out results/benchmarks/tissue_settings.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_tissue_settings \\
+        --out experiments/results/tissue_settings.json
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                  "per_image": {i: {"reference_settings": reference[i], "tissue_settings": tissue[i]} for i in test}},
         "grid_table": tuned["table"],
         "wall_seconds": round(time.perf_counter() - start, 1),
-        "command": "python benchmarks/check_tissue_settings.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m experiments.check_tissue_settings " + " ".join(sys.argv[1:] if argv is None else argv),
         **records.environment(),
     }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

@@ -17,8 +17,8 @@ of getting labels at the halved size from the same network outputs:
 
 Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_half_pixel_offset.py \\
-        --out results/benchmarks/half_pixel_offset.json
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_half_pixel_offset \\
+        --out experiments/results/half_pixel_offset.json
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import rescaled  # noqa: E402
-
-from nucleitut import data, images, metrics, pretrained, records, sizing  # noqa: E402
+from experiments.common import rescaled
+from nucleitut import data, images, metrics, pretrained, records, sizing
 
 COLUMNS = ("labels_mapped_back", "outputs_mapped_back", "outputs_shifted")
 
@@ -68,7 +66,7 @@ def main(argv=None) -> int:
         rows.append({"id": image_id, **halved_scores(segmenter, target, *dataset.get(image_id))})
     out = {"what": __doc__.split("\n\n")[0], "n_images": len(ids), "pipeline": segmenter.pipeline.name, "tta": True,
            **{k: float(np.mean([r[k] for r in rows])) for k in COLUMNS}, "rows": rows,
-           "command": "python benchmarks/check_half_pixel_offset.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "command": "python -m experiments.check_half_pixel_offset " + " ".join(sys.argv[1:] if argv is None else argv),
            **records.environment()}
     print("  ".join(f"{k} {out[k]:.3f}" for k in COLUMNS), flush=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

@@ -4,7 +4,7 @@ A band only decides whether an image is rescaled (by the same factor as without 
 an image's score under a band is its "auto" score when its estimated diameter lies outside
 the band and its "no size handling" score when inside. Usage::
 
-    python benchmarks/recombine_size_band.py results/benchmarks/segment_cpu.json \\
+    python -m experiments.recombine_size_band results/benchmarks/segment_cpu.json \\
         results/benchmarks/segment_cpu_native120.json --band 8.5 42
 """
 

@@ -13,8 +13,8 @@ percentile of the training images' diameters; upper end: their median, 3rd quart
 percentile, or none) and picks the band with the highest mean score over the four scales.
 Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/choose_size_band.py \\
-        --out results/benchmarks/size_band_validation.json [--limit 40]
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.choose_size_band \\
+        --out experiments/results/size_band_validation.json [--limit 40]
 
 An existing ``--out`` file for the same images is resumed (the file is written after every
 image): images already scored at a scale are not segmented as they are again, and rescaled
@@ -32,10 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import rescaled, stratified  # noqa: E402
-
-from nucleitut import data, images, metrics, pretrained, records, segment, sizing  # noqa: E402
+from experiments.common import rescaled, stratified
+from nucleitut import data, images, metrics, pretrained, records, segment, sizing
 
 FACTORS = (1.0, 0.5, 2.0, 3.0)
 
@@ -119,7 +117,7 @@ def main(argv=None) -> int:
         entry["mean_over_scales"] = float(np.mean([entry[f] for f in out["rows"]]))
     best = max(table, key=lambda name: table[name]["mean_over_scales"])
     out.update(bands=table, chosen=best, chosen_band=json_band(bands[best]),
-               command="python benchmarks/choose_size_band.py " + " ".join(sys.argv[1:]), **records.environment())
+               command="python -m experiments.choose_size_band " + " ".join(sys.argv[1:]), **records.environment())
     for name, entry in sorted(table.items(), key=lambda kv: -kv[1]["mean_over_scales"]):
         print(f"{name:12s} {bands[name][0]:5.1f}-{bands[name][1]:5.1f} px: "
               + "  ".join(f"{f} {entry[f]:.3f}" for f in out["rows"]) + f"  mean {entry['mean_over_scales']:.3f}")

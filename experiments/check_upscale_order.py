@@ -6,20 +6,16 @@ by linear (order 1) or cubic (order 3) interpolation; shrinking stays linear and
 Run before the library switched to cubic (commit of this file): order 1 0.456, order 3 0.471
 on 40 images (M3B1 reference, TTA, size band 11.7-24.1). Usage::
 
-    NUCLEITUT_DATA=../shared/data/stage1_train.zip python benchmarks/check_upscale_order.py
+    NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_upscale_order
 """
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 from skimage.transform import resize
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_segment import library, rescaled, stratified  # noqa: E402
-
-from nucleitut import data, metrics, segment, sizing  # noqa: E402
+from experiments.common import library, rescaled, stratified
+from nucleitut import data, metrics, segment, sizing
 
 
 def rescale_with(order):
