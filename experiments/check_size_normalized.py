@@ -20,7 +20,7 @@ The shipped reference networks on the same images, settings and passes are in
 question. Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_size_normalized \\
-        --models <folder of experiments/finetune_reference.py> --out experiments/results/size_normalized_validation.json
+        --models <folder of experiments/finetune_reference.py> --out results/benchmarks/size_normalized_validation.json
 """
 
 from __future__ import annotations

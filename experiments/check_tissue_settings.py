@@ -8,7 +8,7 @@ settings and with the tissue ones. Reference networks, TTA, no size handling (th
 handling leaves these images as they are), intensities as the library prepares them. Usage::
 
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m experiments.check_tissue_settings \\
-        --out experiments/results/tissue_settings.json
+        --out results/benchmarks/tissue_settings.json
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Tests of nucleitut.records: reading/writing, seed summaries, Figure 9 and the findings table."""
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -8,27 +9,53 @@ import pytest
 from nucleitut import config, records
 
 
-def record(pipeline, score, tta=False, seed=0, profile="cpu", networks=None, tuned=False):
+N_IMAGES = 20
+#: How hard each test image is, shared by every pipeline (zero mean): differences between
+#: pipelines are paired over images, as in the stored records.
+DIFFICULTY = np.linspace(-0.2, 0.2, N_IMAGES)
+
+
+def record(pipeline, score, tta=False, seed=0, profile="cpu", networks=None, tuned=False, noise=0.01):
+    """A record whose per-image scores average to ``score``. A training's own noise depends on
+    pipeline and seed only, so its records with and without TTA differ by a constant."""
     chosen = "validation: best mean score over 109 images" if tuned else "defaults"
-    return {"pipeline": pipeline, "tta": tta, "seed": seed, "profile": profile, "n_images": 120,
-            "mean": {"kaggle_score": score}, "networks": networks or {}, "postprocess": {"chosen_on": chosen}}
+    rng = np.random.default_rng(zlib.crc32(f"{pipeline}/{seed}/{profile}".encode()))
+    own = rng.normal(0, noise, N_IMAGES)
+    per_image = score + DIFFICULTY + own - own.mean()
+    return {"pipeline": pipeline, "tta": tta, "seed": seed, "profile": profile, "n_images": N_IMAGES,
+            "mean": {"kaggle_score": score}, "networks": networks or {}, "postprocess": {"chosen_on": chosen},
+            "totals": {"split": 0, "merged": int(round(100 * (1 - score))), "missed": 0, "spurious": 0},
+            "per_image": [{"id": f"img{k}", "kaggle_score": float(v)} for k, v in enumerate(per_image)]}
 
 
-def campaign(m3b1=(0.60, 0.61, 0.62), m2=(0.50, 0.52, 0.51), m1=(0.40, 0.41, 0.42), tta_gain=0.01):
+def campaign(m3b1=(0.60, 0.61, 0.62), m2=(0.50, 0.52, 0.51), m1=(0.40, 0.41, 0.42), tta_gain=0.01, profile="cpu"):
     """Records shaped like the Table 3 campaign's: several seeds of some rows, one of others."""
     rows = []
     for pipeline, scores in (("M3B1", m3b1), ("M2", m2), ("M1", m1)):
         for seed, score in enumerate(scores):
-            rows += [record(pipeline, score, False, seed), record(pipeline, score + tta_gain, True, seed)]
-    fast = {"M7": {"ms_per_crop": 10.0, "predict_ms_per_crop": 3.0}, "B5": {"ms_per_crop": 9.0, "predict_ms_per_crop": 3.0}}
-    slow = {"M6": {"ms_per_crop": 20.0, "predict_ms_per_crop": 6.0}, "B4": {"ms_per_crop": 19.0, "predict_ms_per_crop": 6.0}}
-    for pipeline, score, networks in (("M6B4", 0.70, slow), ("M7B5", 0.69, fast), ("B2", 0.50, None), ("B3", 0.55, None),
-                                      ("M4B2", 0.60, None), ("M5B3", 0.64, None), ("B4", 0.56, None)):
-        rows += [record(pipeline, score, False, 0, networks=networks), record(pipeline, score + tta_gain, True, 0, networks=networks)]
+            rows += [record(pipeline, score, False, seed, profile), record(pipeline, score + tta_gain, True, seed, profile)]
+    for pipeline, score in (("M6B4", 0.70), ("M7B5", 0.69), ("B2", 0.50), ("B3", 0.55), ("M4B2", 0.60), ("M5B3", 0.64),
+                            ("B4", 0.56)):
+        rows += [record(pipeline, score, False, 0, profile), record(pipeline, score + tta_gain, True, 0, profile)]
     for pipeline in ("B1", "B5", "M3", "M4", "M5", "M6", "M7"):  # the rest of Table 3, trained once
-        rows += [record(pipeline, 0.3, False, 0), record(pipeline, 0.3 + tta_gain, True, 0)]
-    rows.append(record("classical", 0.44))
+        rows += [record(pipeline, 0.3, False, 0, profile), record(pipeline, 0.3 + tta_gain, True, 0, profile)]
+    rows.append(record("classical", 0.44, profile=profile))
     return rows
+
+
+def by_claim(table, profile="cpu"):
+    return {row["claim"]: row for row in table if row["profile"] == profile}
+
+
+def timing_file(tmp_path, networks, profile="cpu"):
+    path = tmp_path / "speed.json"
+    path.write_text(json.dumps({"profile": profile, "date": "2026-11-29T03:00:00", "networks": networks}))
+    return records.read_timings(path)
+
+
+def rounds(train, predict):
+    return {"ms_per_crop": float(np.median(train)), "predict_ms_per_crop": float(np.median(predict)),
+            "train_rounds": list(train), "predict_rounds": list(predict)}
 
 
 def test_summary_gives_mean_and_range_over_seeds():
@@ -38,67 +65,168 @@ def test_summary_gives_mean_and_range_over_seeds():
     assert rows[("M6B4", True)]["n_seeds"] == 1
 
 
+def test_verdict_follows_where_the_interval_lies():
+    assert records.verdict(0.001, 0.02) == "supported"
+    assert records.verdict(-0.02, -0.001) == "contradicted"
+    assert records.verdict(-0.01, 0.01) == records.verdict(0.0, 0.01) == "undecided"
+
+
+def test_bootstrap_interval_is_seeded_and_shrinks_with_less_noise():
+    rng = np.random.default_rng(1)
+    noisy, calm = 0.01 + rng.normal(0, 0.05, 100), 0.01 + rng.normal(0, 0.005, 100)
+    assert records.bootstrap_interval(noisy) == records.bootstrap_interval(noisy)
+    low, high = records.bootstrap_interval(noisy)
+    assert low < np.mean(noisy) < high and low < 0, "a small gain under large noise: the interval holds 0"
+    calm_low, calm_high = records.bootstrap_interval(calm)
+    assert 0 < calm_low and calm_high - calm_low < (high - low) / 5
+
+
 def test_findings_verdicts_are_computed_from_the_records():
-    table = {row["claim"]: row for row in records.findings(campaign())}
-    assert len(table) == 6 and all(row["verdict"] in records.VERDICTS for row in table.values())
-    assert table["M3B1 beats M2 and M1"]["verdict"] == "reproduced"
-    assert "M3B1 0.610 [0.600-0.620, 3 seeds]" in table["M3B1 beats M2 and M1"]["ours"]
-    assert table["TTA improves every network"]["verdict"] == "reproduced"
-    assert table["M6B4 scores highest"]["verdict"] == "reproduced"
-    # M7B5 0.01 below M6B4: within the largest seed spread (0.02), and faster: reproduced.
-    assert table["M7B5 as accurate and faster"]["verdict"] == "reproduced"
-    assert table["set a can worsen accuracy (B2 vs B3, M4B2 vs M5B3)"]["verdict"] == "reproduced"
+    table = by_claim(records.findings(campaign()))
+    assert len(table) == 8 and all(row["verdict"] in records.VERDICTS for row in table.values())
+    assert table["M3B1 beats M2 and M1"]["verdict"] == "supported"
+    # Three trainings each: a Welch t-interval over the trainings, printed with the means.
+    assert "M3B1 0.610 (3) vs M2 0.510 (3): +0.100 [" in table["M3B1 beats M2 and M1"]["ours"]
+    assert "(t over trainings)" in table["M3B1 beats M2 and M1"]["ours"]
+    assert table["borders beat boundaries (M2 vs M1)"]["verdict"] == "supported"
+    assert table["TTA improves every network"]["verdict"] == "supported"
+    assert "TTA raised the score of 23 of 23 trainings" in table["TTA improves every network"]["ours"]
+    assert table["M6B4 scores highest"]["verdict"] == "supported"
+    assert table["set a can worsen accuracy (B2 vs B3, M4B2 vs M5B3)"]["verdict"] == "supported"
+    # Pipelines trained once: the interval comes from the test images alone, and says so.
+    assert "(images only)" in table["set a can worsen accuracy (B2 vs B3, M4B2 vs M5B3)"]["ours"]
     assert "instead" not in table["M6B4 scores highest"]["paper"] and table["M6B4 scores highest"]["where"] == "section 4.6"
+    assert table["doubled starting rate (B4 vs B3, M6B4 vs M5B3)"]["pipelines"] == ("B4", "B3", "M6B4", "M5B3")
 
 
-def test_findings_say_not_reproduced_and_within_spread_when_the_numbers_say_so():
-    worse = {row["claim"]: row for row in records.findings(campaign(m3b1=(0.45, 0.46, 0.47), tta_gain=-0.1))}
-    assert worse["M3B1 beats M2 and M1"]["verdict"] == "not reproduced"
-    assert worse["TTA improves every network"]["verdict"] == "not reproduced"
-    close = {row["claim"]: row for row in records.findings(campaign(m3b1=(0.49, 0.52, 0.55)))}
-    assert close["M3B1 beats M2 and M1"]["verdict"] == "within the seed spread"
-    missing = {row["claim"]: row for row in records.findings([r for r in campaign() if r["pipeline"] != "M6B4"])}
+def test_a_clear_difference_is_supported_or_contradicted_and_an_overlap_is_undecided():
+    worse = by_claim(records.findings(campaign(m3b1=(0.45, 0.46, 0.47))))
+    assert worse["M3B1 beats M2 and M1"]["verdict"] == "contradicted"
+    overlap = by_claim(records.findings(campaign(m3b1=(0.49, 0.52, 0.55))))
+    part = overlap["M3B1 beats M2 and M1"]["parts"][0]
+    assert overlap["M3B1 beats M2 and M1"]["verdict"] == "undecided" and part["low"] < 0 < part["high"]
+    assert f"[{part['low']:+.3f}, {part['high']:+.3f}]" in overlap["M3B1 beats M2 and M1"]["ours"]
+    # Trained once each: 0.05 apart over 20 images is clear, 0.001 apart is not.
+    once = [record("B3", 0.55), record("B2", 0.50), record("B4", 0.551)]
+    assert records.compare(once, "B3", "B2", False)["verdict"] == "supported"
+    assert records.compare(once, "B2", "B3", False)["verdict"] == "contradicted"
+    close = records.compare(once, "B4", "B3", False)
+    assert close["verdict"] == "undecided" and close["method"] == records.IMAGES_ONLY
+    missing = by_claim(records.findings([r for r in campaign() if r["pipeline"] != "M6B4"]))
     assert missing["M6B4 scores highest"]["verdict"] == "not measured yet"
     assert missing["TTA improves every network"]["verdict"] == "not measured yet"
-    partial = {row["claim"]: row for row in records.findings([r for r in campaign() if r["pipeline"] != "B5"])}
-    assert partial["M6B4 scores highest"]["verdict"] == "not measured yet", "M6B4 can only be best once every row is scored"
 
 
-def test_pipelines_trained_once_are_not_judged_before_any_seed_spread_is_measured():
-    once = [r for r in campaign() if r["seed"] == 0]  # every pipeline trained once
-    table = {row["claim"]: row for row in records.findings(once)}
-    assert table["M3B1 beats M2 and M1"]["verdict"] == "seed spread not measured yet"
-    assert "M3B1 0.600 (1 seed) vs M2 0.500 (1 seed)" in table["M3B1 beats M2 and M1"]["ours"]
-    # Two trainings of one pipeline are not yet a measured spread (records.MIN_SEEDS = 3) ...
-    two = once + [r for r in campaign() if r["pipeline"] == "M1" and r["seed"] == 1]
-    table = {row["claim"]: row for row in records.findings(two)}
-    assert table["M3B1 beats M2 and M1"]["verdict"] == "seed spread not measured yet"
-    assert "M1 0.405 [0.400-0.410, 2 seeds]" in table["M3B1 beats M2 and M1"]["ours"]
-    # ... three are: then its range is the yardstick for the pipelines trained once.
-    table = {row["claim"]: row for row in records.findings(once + [r for r in campaign() if r["pipeline"] == "M1"])}
-    assert table["M3B1 beats M2 and M1"]["verdict"] == "reproduced"
+def test_the_interval_switches_to_trainings_once_both_pipelines_have_three():
+    rows = [record("B3", 0.55, seed=s) for s in range(3)] + [record("B2", 0.50, seed=s) for s in range(2)]
+    assert records.compare(rows, "B3", "B2", False)["method"] == records.IMAGES_ONLY
+    rows.append(record("B2", 0.50, seed=2))
+    assert records.compare(rows, "B3", "B2", False)["method"] == records.T_TRAININGS
+    # Three trainings that disagree among themselves more than the pipelines do: undecided,
+    # although every training of B3 has its own images far apart from B2's.
+    spread = ([record("B3", s, seed=k) for k, s in enumerate((0.40, 0.60, 0.55))]
+              + [record("B2", s, seed=k) for k, s in enumerate((0.45, 0.58, 0.50))])
+    assert records.compare(spread, "B3", "B2", False)["verdict"] == "undecided"
 
 
-def test_idle_timings_replace_the_records_times_for_the_speed_claim(tmp_path):
-    row = lambda table: {r["claim"]: r for r in table}["M7B5 as accurate and faster"]
-    assert row(records.findings(campaign()))["verdict"] == "reproduced"  # records: M7 10 vs M6 20 ms
-    stored = {"profile": "cpu", "date": "2026-11-29T03:00:00", "networks": {
-        "M7": {"ms_per_crop": 30.0, "predict_ms_per_crop": 2.0}, "M6": {"ms_per_crop": 20.0, "predict_ms_per_crop": 6.0},
-        "B5": {"ms_per_crop": 9.0, "predict_ms_per_crop": 3.0}, "B4": {"ms_per_crop": 19.0, "predict_ms_per_crop": 6.0}}}
-    (tmp_path / "speed.json").write_text(json.dumps(stored))
-    timings = records.read_timings(tmp_path / "speed.json")
-    speed = row(records.findings(campaign(), timings))
-    assert speed["verdict"] == "not reproduced", "M7 trains slower than M6 on the idle machine"
-    assert "M7 30.0/2.0 vs M6 20.0/6.0 ms per crop (train/predict, speed.json (cpu profile, 2026-11-29))" in speed["ours"]
-    # A network missing from the timing file: both sides of that comparison come from the records.
-    del stored["networks"]["M6"]
-    (tmp_path / "speed.json").write_text(json.dumps(stored))
-    partial = row(records.findings(campaign(), records.read_timings(tmp_path / "speed.json")))
-    assert partial["verdict"] == "reproduced" and "M7 10.0/3.0 vs M6 20.0/6.0 ms per crop (train/predict, training epochs)" in partial["ours"]
+def test_more_trainings_of_one_pipeline_never_change_a_row_that_does_not_involve_it(tmp_path):
+    timings = timing_file(tmp_path, {"M7": rounds([10, 11, 12], [3, 3.1, 3.2]), "M6": rounds([20, 22, 21], [6, 6.2, 6.1]),
+                                     "B5": rounds([9, 9.5, 9.2], [3, 3, 3.1]), "B4": rounds([19, 20, 18], [6, 6, 6.3])})
+    base = records.findings(campaign(), timings)
+    changed_some = set()
+    for pipeline in list(config.TABLE3) + list(config.PAIRS) + ["M5B1"]:  # M5B1: a pair of no row
+        extra = []
+        for seed, score in zip((7, 8, 9), (0.95, 0.05, 0.90)):  # far from anything else, and TTA hurts them
+            extra += [record(pipeline, score, False, seed), record(pipeline, score - 0.2, True, seed)]
+        after = records.findings(campaign() + extra, timings)
+        for old, new in zip(base, after):
+            assert (old["profile"], old["claim"]) == (new["profile"], new["claim"])
+            if pipeline not in old["pipelines"]:
+                assert (new["verdict"], new["ours"]) == (old["verdict"], old["ours"]), f"{pipeline} changed {old['claim']}"
+            elif new["verdict"] != old["verdict"]:
+                changed_some.add(old["claim"])
+    # The rows that do involve the pipeline react (the test would catch a frozen table too).
+    assert {"borders beat boundaries (M2 vs M1)", "TTA improves every network", "M7B5 as accurate as M6B4"} <= changed_some
+
+
+def test_tta_is_judged_paired_per_training_not_against_the_spread_between_trainings():
+    # Trainings 0.2 apart, TTA worth 0.005 on each: paired, the small gain is clear.
+    rows = []
+    for seed, score in enumerate((0.3, 0.5, 0.7)):
+        rows += [record("M2", score, False, seed), record("M2", score + 0.005, True, seed)]
+    gains = records.tta_gains(rows)
+    assert [g["verdict"] for g in gains] == ["supported"] * 3 and gains[0]["gain"] == pytest.approx(0.005)
+    # In the findings: one training that TTA made worse contradicts "every network", and is named.
+    hurt = campaign()
+    for r in hurt:
+        if r["pipeline"] == "M1" and r["seed"] == 2 and r["tta"]:
+            r["per_image"] = [{**row, "kaggle_score": row["kaggle_score"] - 0.02} for row in r["per_image"]]
+    row = by_claim(records.findings(hurt))["TTA improves every network"]
+    assert row["verdict"] == "contradicted" and "M1 seed 2 -0.010 [-0.010, -0.010]" in row["ours"]
+    assert "22 of 23 trainings" in row["ours"]
+    # A training that TTA leaves unchanged: TTA does not improve every network, nor does it hurt one.
+    tied = by_claim(records.findings(campaign(tta_gain=0.0)))["TTA improves every network"]
+    assert tied["verdict"] == "undecided"
+
+
+def test_speed_comes_from_idle_timings_only_paired_by_round(tmp_path):
+    row = lambda table: by_claim(table)["M7 and B5 faster than M6 and B4"]
+    # The records' own epoch times are not a source: without a timing file the claim is open.
+    networks = {"M7": {"ms_per_crop": 10.0, "predict_ms_per_crop": 3.0}, "M6": {"ms_per_crop": 20.0, "predict_ms_per_crop": 6.0}}
+    assert row(records.findings(campaign() + [record("M7B5", 0.69, networks=networks, seed=5)]))["verdict"] == "not measured yet"
+    fast = {"M7": rounds([10, 11, 12], [3, 3.1, 3.2]), "M6": rounds([20, 22, 21], [6, 6.2, 6.1]),
+            "B5": rounds([9, 9.5, 9.2], [3, 3, 3.1]), "B4": rounds([19, 20, 18], [6, 6, 6.3])}
+    speed = row(records.findings(campaign(), timing_file(tmp_path, fast)))
+    assert speed["verdict"] == "supported" and "training M7 11.0 ms [10.0-12.0, 3 rounds] vs M6 21.0 ms" in speed["ours"]
+    assert "(t over rounds)" in speed["ours"]
+    # A noisy round, slower for the faster network: one machine hiccup makes the rounds disagree.
+    noisy = {**fast, "M7": rounds([10, 40, 12], [3, 3.1, 3.2])}
+    assert row(records.findings(campaign(), timing_file(tmp_path, noisy)))["verdict"] == "undecided"
+    slower = {**fast, "M7": rounds([30, 32, 31], [9, 9.2, 9.1])}
+    assert row(records.findings(campaign(), timing_file(tmp_path, slower)))["verdict"] == "contradicted"
+    # Timings of one profile say nothing about another.
+    both = records.findings(campaign() + campaign(profile="full"), timing_file(tmp_path, fast))
+    assert by_claim(both, "full")["M7 and B5 faster than M6 and B4"]["verdict"] == "not measured yet"
     assert records.read_timings(tmp_path / "none.json") == {}
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: not a timing file"):
         records.read_timings(tmp_path / "bad.json")
+    assert records.describe_timing(fast["M7"], "predict") == "3.1 ms [3.0-3.2, 3 rounds]"
+
+
+def test_findings_cover_every_profile_of_the_records():
+    table = records.findings(campaign() + campaign(m2=(0.30, 0.31, 0.32), profile="full"))
+    assert [row["profile"] for row in table] == ["cpu"] * 8 + ["full"] * 8
+    assert by_claim(table, "full")["borders beat boundaries (M2 vs M1)"]["verdict"] == "contradicted"
+    assert by_claim(table, "cpu")["borders beat boundaries (M2 vs M1)"]["verdict"] == "supported"
+    markdown = records.findings_table(table)
+    assert "| claim | the paper | cpu profile | full profile |" in markdown and markdown.count("\n") == 9
+
+
+def test_recommendations_give_each_of_the_paper_s_eleven_a_status():
+    rows = records.recommendations(campaign())
+    assert [r["number"] for r in rows] == list(range(1, 12)) and all(r["status"] in records.STATUSES for r in rows)
+    status = {r["number"]: r["status"] for r in rows}
+    assert status[3] == "shown" and status[4] == "shown" and status[6] == "shown"
+    assert status[2] == status[8] == status[10] == "not tested here"
+    assert "ISBI Cell Tracking Challenge" in rows[7]["evidence"]
+    assert rows[2]["paper"] == "Use borders instead of boundaries for instance segmentation."
+    # Boundaries ahead of borders in one profile, tied in none: contradicted.
+    against = {r["number"]: r for r in records.recommendations(campaign(m2=(0.35, 0.36, 0.37)))}
+    assert against[3]["status"] == "contradicted" and "M2 - M1 -0.050 [" in against[3]["evidence"]
+    assert "| 3 | Use borders instead of boundaries" in records.recommendations_table(list(against.values()))
+
+
+def test_stored_records_give_m1_against_m2_and_tta_per_training_in_both_profiles():
+    stored = records.read_records()
+    if not {"cpu", "full"} <= {r["profile"] for r in stored}:
+        pytest.skip("the results folder does not hold both profiles")
+    table = records.findings(stored)
+    for profile in ("cpu", "full"):
+        rows = by_claim(table, profile)
+        for claim in ("borders beat boundaries (M2 vs M1)", "TTA improves every network"):
+            assert rows[claim]["verdict"] in ("supported", "contradicted", "undecided"), (profile, claim)
+            assert "[" in rows[claim]["ours"] and ("t over trainings" in rows[claim]["ours"] or "images only" in rows[claim]["ours"])
 
 
 def test_tuned_records_are_not_used_for_findings_but_get_their_own_bars():
@@ -135,12 +263,3 @@ def test_stored_records_hold_no_machine_paths():
         text = path.read_text()
         for marker in ("/work/", "/home/", "/root/", "/tmp/", "C:\\\\"):
             assert marker not in text, f"{path}: contains a machine path ({marker})"
-
-
-def test_pipelines_trained_once_are_weighed_against_the_largest_measured_spread():
-    # M1 and M2 barely move between seeds (0.001), M3B1 by 0.02: a difference of 0.015 between
-    # two pipelines trained once is within the largest range (the median, 0.001, would call it real).
-    rows = [r for r in campaign(m2=(0.50, 0.5005, 0.501), m1=(0.4, 0.4005, 0.401)) if r["pipeline"] not in ("M5B3", "M4B2")]
-    rows += [record("M4B2", 0.600, False), record("M5B3", 0.615, False), record("M4B2", 0.61, True), record("M5B3", 0.625, True)]
-    table = {row["claim"]: row for row in records.findings(rows)}
-    assert table["set a can worsen accuracy (B2 vs B3, M4B2 vs M5B3)"]["verdict"] == "within the seed spread"
