@@ -264,6 +264,7 @@ def evaluate_seed_ensemble(
     profile: str | None = None,
     networks: dict | None = None,
     verbose: bool = True,
+    root=None,
 ) -> list[dict]:
     """Score a :class:`nucleitut.pipeline.SeedEnsemble` with the default (the paper's) post-processing settings
     on ``ids`` (default: the test part of the data set's split).
@@ -277,7 +278,7 @@ def evaluate_seed_ensemble(
         folder Figure 9 reads: they are not single trainings.
     """
     records.git_commit()  # the records name the commit of the code as it was when scoring started
-    ensemble = SeedEnsemble(pipeline, seeds, profile, networks, verbose)
+    ensemble = SeedEnsemble(pipeline, seeds, profile, networks, verbose, root)
     ids = list(ids) if ids is not None else dataset.split().test
     networks = {f"{network} seed {m.seed}": facts for m in ensemble.members for network, facts in _network_facts(m).items()}
     postprocess_info = {"settings": dict(config.POSTPROCESS_DEFAULTS[ensemble.spec.method]), "chosen_on": "defaults"}

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import data, images, unet
+from . import data, images
 
 __all__ = [
     "tile_positions",
@@ -516,7 +516,10 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
     -------
     ndarray of float32, shape (H, W, C)
     """
-    blocks = blocks if blocks is not None else unet.network_depth(model)
+    if blocks is None:
+        from . import unet  # Keras: only where a network is used
+
+        blocks = unet.network_depth(model)
     image = np.asarray(image)
     # A uint8 image is normalised tile batch by tile batch, so a large image is never held as
     # float32 in full; other dtypes (0..255 values) are normalised first, with the same result.

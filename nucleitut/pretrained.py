@@ -49,7 +49,7 @@ def _weight_key(path: str) -> str:
 
 def save_reference(
     folder: str | os.PathLike,
-    models: dict,
+    networks: dict,
     pipeline: str,
     settings: dict,
     size_statistics: dict,
@@ -64,14 +64,14 @@ def save_reference(
 
     Parameters
     ----------
-    models : dict
+    networks : dict
         Network name -> :class:`nucleitut.training.Network` (a Keras model and its training
         configuration).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    networks = {}
-    for name, network in models.items():
+    stored = {}
+    for name, network in networks.items():
         model, cfg = network.model, network.config.to_dict()
         weights = {}
         for variable in model.weights:
@@ -83,7 +83,7 @@ def save_reference(
         (folder / name).mkdir(exist_ok=True)
         np.savez_compressed(folder / name / "weights.npz", **weights)
         (folder / name / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
-        networks[name] = {
+        stored[name] = {
             "config": f"{name}/config.json",
             "weights": f"{name}/weights.npz",
             "parameters": int(model.count_params()),
@@ -92,7 +92,7 @@ def save_reference(
     record = {
         "format": 1,
         "pipeline": pipeline,
-        "networks": networks,
+        "networks": stored,
         "postprocess": dict(settings),
         "nucleus_size": size_statistics,
         **info,
@@ -123,11 +123,17 @@ def load_reference(folder: str | os.PathLike | None = None) -> tuple[dict, dict]
         cfg = config.TrainingConfig.from_dict(json.loads((folder / entry["config"]).read_text()))
         model = unet.build_unet(blocks=cfg.blocks, filters=cfg.filters, out_channels=cfg.out_channels, name=f"{name}_reference")
         with np.load(folder / entry["weights"]) as stored:
-            keys = {_weight_key(v.path) for v in model.weights}
-            if keys != set(stored.files):
+            shapes = {_weight_key(v.path): tuple(v.shape) for v in model.weights}
+            if set(shapes) != set(stored.files):
                 raise ValueError(
                     f"{folder / entry['weights']}: weights do not match a U-Net of {cfg.blocks} blocks, F={cfg.filters} "
-                    f"({len(keys ^ set(stored.files))} names differ)"
+                    f"({len(set(shapes) ^ set(stored.files))} names differ)"
+                )
+            wrong = [key for key, shape in shapes.items() if stored[key].shape != shape]
+            if wrong:
+                raise ValueError(
+                    f"{folder / entry['weights']}: weights do not match a U-Net of {cfg.blocks} blocks, F={cfg.filters} "
+                    f"({len(wrong)} shapes differ, first {wrong[0]}: {stored[wrong[0]].shape} stored, {shapes[wrong[0]]} built)"
                 )
             for variable in model.weights:
                 variable.assign(stored[_weight_key(variable.path)].astype(np.float32))

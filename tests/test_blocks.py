@@ -1,14 +1,14 @@
-"""Large images in blocks (nucleitut.blocks) and the size estimate's windows: the same labels
-as the whole image, with every call on a bounded piece."""
+"""Large images in blocks (nucleitut.blocks): the same labels as the whole image, with every
+call on a bounded piece. (The size estimate's windows: tests/test_sizing.py.)"""
 
 import numpy as np
 import pytest
 from skimage.draw import disk
 from skimage.measure import label
 
-from nucleitut import blocks, postprocess, pretrained, segment, sizing
+from nucleitut import blocks, postprocess
 
-from test_segment import BrightnessNetwork, discs_image
+from test_pipeline import brightness_pipeline, discs_image
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -85,30 +85,18 @@ def test_label_fn_of_the_wrong_shape_is_an_error():
         blocks.label_in_blocks(lambda b: np.zeros((3, 3), np.int32), np.zeros((20, 20)), block=8, context=2)
 
 
-def test_a_large_image_is_segmented_in_blocks_with_the_same_nuclei():
+def test_a_large_image_is_segmented_in_blocks_with_the_same_nuclei(monkeypatch):
     image, count = discs_image(17, shape=(2600, 300))
-    networks = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
+    pipe = brightness_pipeline()
     assert blocks.needs_blocks(image.shape)
-    result = segment.segment_image(image, tta=False, size=False, networks=networks)
+    pieces = []
+    original = blocks.label_in_blocks
+
+    def recording(label_fn, array, **kwargs):
+        return original(lambda block: pieces.append(block.shape[:2]) or label_fn(block), array, **kwargs)
+
+    monkeypatch.setattr(blocks, "label_in_blocks", recording)
+    result = pipe.segment(image, tta=False, size=False)
     assert result.count == count
     assert same_partition(result.labels, label(image > 100, connectivity=1))
-
-
-def test_the_size_of_a_large_image_is_estimated_in_four_windows(monkeypatch):
-    image, _ = discs_image(31, shape=(2200, 2300))
-    rgb = np.dstack([image] * 3)
-    segmenter, target = pretrained.load_networks({"B1": BrightnessNetwork()}, "B1")
-    shapes = []
-    foreground = sizing._foreground
-
-    def recording(seg, img, keep=None):
-        shapes.append(img.shape[:2])
-        assert keep is None  # a large image's windows are no pass over the whole image
-        return foreground(seg, img, keep)
-
-    monkeypatch.setattr(sizing, "_foreground", recording)
-    diameter, scale = sizing.estimate_diameter(rgb, segmenter, target)
-    assert diameter == pytest.approx(31, rel=0.1) and scale < 1
-    assert max(h * w for h, w in shapes) <= sizing.ESTIMATE_WINDOW**2
-    windows = sizing.estimate_windows(rgb)
-    assert len(windows) == 4 and all(w.shape == (1024, 1024, 3) for w in windows)
+    assert len(pieces) > 1 and max(h for h, _ in pieces) < image.shape[0]  # in blocks, none the whole image

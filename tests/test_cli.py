@@ -1,4 +1,8 @@
-"""Tests of the command line (python -m nucleitut): train, evaluate, segment, figure9."""
+"""Tests of the command line (python -m nucleitut): train, evaluate, segment, figure9.
+
+The tests marked slow start the command line in a subprocess (and train tiny networks); the
+others call :func:`nucleitut.__main__.main` in this process with tiny untrained networks.
+"""
 
 import json
 import os
@@ -9,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import imageio.v3 as iio
 import pytest
+import tifffile
 
-from nucleitut import config, data
+from nucleitut import config, data, outputs
+from nucleitut.__main__ import main
+from nucleitut.pipeline import Pipeline
+
+from test_pipeline import discs_image, missing_reference, reference  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-#: Every test here starts the command line in a subprocess (and trains tiny networks).
-pytestmark = pytest.mark.slow
 
 
 def cli(*args, env=None, timeout=900):
@@ -36,6 +42,7 @@ def trained(tmp_path_factory):
     return root, env
 
 
+@pytest.mark.slow
 def test_train_writes_model_configuration_history_and_timing(trained):
     root, _ = trained
     directory = root / "models" / "quick" / "M3"
@@ -44,6 +51,7 @@ def test_train_writes_model_configuration_history_and_timing(trained):
     assert json.loads((directory / "timing.json").read_text())["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_evaluate_writes_self_describing_records_and_figure9_draws_them(trained):
     root, env = trained
     results = root / "results"
@@ -65,6 +73,7 @@ def test_evaluate_writes_self_describing_records_and_figure9_draws_them(trained)
     assert iio.imread(figure).shape[1] > 300
 
 
+@pytest.mark.slow
 def test_evaluate_tune_chooses_settings_on_validation_images(trained, tmp_path):
     _, env = trained
     out = cli("evaluate", "M3B1", "--tta", "no", "--tune", "--results", tmp_path, env=env)
@@ -82,6 +91,7 @@ def test_evaluate_tune_chooses_settings_on_validation_images(trained, tmp_path):
     assert refused.returncode == 2 and "--tune chooses post-processing settings on the validation split" in refused.stderr
 
 
+@pytest.mark.slow
 def test_segment_handles_a_folder_of_odd_images(trained, tmp_path):
     _, env = trained
     sample = data.load_dataset("sample", verbose=False, use_cache=False)
@@ -108,6 +118,7 @@ def test_segment_handles_a_folder_of_odd_images(trained, tmp_path):
     assert iio.imread(tmp_path / "labels" / "small_rgb_labels.png").shape == (77, 93)
 
 
+@pytest.mark.slow
 def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
     _, env = trained
     unknown = cli("train", "B9", env=env)
@@ -121,6 +132,7 @@ def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
     assert nothing.returncode == 2 and "no results records" in nothing.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_images_of_data_with_the_trained_networks(trained, tmp_path):
     """--data is honoured: the record scores the images of that folder, nothing is trained."""
     root, env = trained
@@ -141,3 +153,128 @@ def test_evaluate_scores_the_images_of_data_with_the_trained_networks(trained, t
     assert sorted(row["id"] for row in record["per_image"]) == sorted(chosen)
     assert record["data"]["n_images"] == 3 and str(folder) not in json.dumps(record)
     assert sorted(p.name for p in (root / "models" / "quick").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_models_option_names_the_folder_of_trained_networks(trained, tmp_path):
+    """--models is the folder the networks are read from, whatever NUCLEITUT_MODELS says."""
+    root, env = trained
+    elsewhere = {**env, "NUCLEITUT_MODELS": str(tmp_path / "empty")}
+    out = cli("evaluate", "B1", "--tta", "no", "--models", root / "models", "--results", tmp_path / "res", env=elsewhere)
+    assert out.returncode == 0, out.stdout + out.stderr
+    record = json.loads((tmp_path / "res" / "quick_B1.json").read_text())
+    assert record["networks"]["B1"]["epochs"] == 1  # the training facts of that folder's B1
+    missing = cli("evaluate", "B1", "--tta", "no", "--results", tmp_path / "res2", env=elsewhere)
+    assert missing.returncode == 2 and "no trained B1" in missing.stderr and str(tmp_path / "empty") in missing.stderr
+    assert not (tmp_path / "empty").exists()
+
+
+# --------------------------------------------------------------------------------------
+# segment, in this process: bad input, options, reference networks
+# --------------------------------------------------------------------------------------
+
+
+def run(capsys, *args):
+    before = os.environ.get("NUCLEITUT_MODELS")
+    code = main(["segment", *map(str, args)])
+    assert os.environ.get("NUCLEITUT_MODELS") == before, "--models is an argument, not an environment change"
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def bad_input_folder(folder):
+    folder.mkdir()
+    image, _ = discs_image(15, shape=(96, 128))
+    iio.imwrite(folder / "good.png", image)
+    iio.imwrite(folder / "good16.tif", image.astype(np.uint16) * 200 + 500)
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    (folder / "truncated.png").write_bytes((folder / "good.png").read_bytes()[:200])
+    (folder / "empty.png").write_bytes(b"")
+    iio.imwrite(folder / "constant.png", np.full((64, 64), 7, np.uint8))
+    iio.imwrite(folder / "tiny.png", np.full((1, 1), 7, np.uint8))
+    tifffile.imwrite(folder / "stack.tif", np.zeros((5, 32, 32), np.uint16))
+    (folder / "notes.txt").write_text("not an image: ignored")
+    return folder
+
+
+def test_segment_command_reports_each_bad_file_and_processes_the_others(reference, tmp_path, capsys):  # noqa: F811
+    folder = bad_input_folder(tmp_path / "in")
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, folder, out_dir, "--models", reference[0], "--no-tta")
+    assert code == 1, err
+    assert f"Pipeline M6B4 ({reference[0]}); training nucleus diameter 15.0 px; 8 image(s)" in out  # the folder's networks
+    expected = {
+        "broken.png": "cannot decode image",
+        "truncated.png": "cannot decode image",
+        "empty.png": "empty file",
+        "constant.png": "constant image",
+        "tiny.png": "1x1 pixels is too small",
+        "stack.tif": "multi-page TIFF",
+    }
+    for name, message in expected.items():
+        line = next((l for l in err.splitlines() if name in l), "")
+        assert message in line, (name, err)
+    assert "6 of 8 images failed" in err
+    for stem in ("good", "good16"):
+        assert f"{stem}.png" in out or f"{stem}.tif" in out
+        assert {p.name for p in outputs.output_paths(out_dir, stem).values()} <= {p.name for p in out_dir.iterdir()}
+    assert "notes" not in out + err
+    # the labels are those of the folder's networks and settings
+    good = discs_image(15, shape=(96, 128))[0]
+    expected_labels = Pipeline.load(reference[0]).segment(good, tta=False).labels
+    assert np.array_equal(iio.imread(out_dir / "good_labels.png"), expected_labels)
+    # a second run leaves existing outputs alone unless told otherwise
+    again = tmp_path / "good"
+    again.mkdir()
+    (again / "good.png").write_bytes((folder / "good.png").read_bytes())
+    code, _, err = run(capsys, again, out_dir, "--models", reference[0], "--no-tta")
+    assert code == 1 and "good_labels.png exists; use --overwrite" in err and "good.png" in err
+    code, out, err = run(capsys, again, out_dir, "--models", reference[0], "--no-tta", "--overwrite", "--diameter", "20")
+    assert code == 0 and "(given)" in out, err
+
+
+def test_segment_command_fuses_scales_when_asked(reference, tmp_path, capsys, monkeypatch):  # noqa: F811
+    folder = tmp_path / "in"
+    folder.mkdir()
+    iio.imwrite(folder / "discs.png", discs_image(15, shape=(96, 128))[0])
+    asked = []
+    original = Pipeline.probabilities
+
+    def recording(self, image, tta=False, fuse_scales=False, known=None):
+        asked.append(fuse_scales)
+        return original(self, image, tta, fuse_scales, known)
+
+    monkeypatch.setattr(Pipeline, "probabilities", recording)
+    code, _, err = run(capsys, folder, tmp_path / "out", "--models", reference[0], "--no-tta", "--fuse-scales")
+    assert code == 0, err
+    assert asked[0] is True and asked.count(True) == 1  # the image itself; its neighbours are predicted without fusing again
+    code, _, err = run(capsys, folder, tmp_path / "out2", "--models", reference[0], "--no-tta")
+    assert code == 0 and asked[-1] is False, err
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_segment_command_refuses_a_diameter_that_is_not_positive(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(capsys, tmp_path, tmp_path / "out", "--diameter", value)
+    assert exit_info.value.code == 2 and "must be a positive number of pixels" in capsys.readouterr().err
+
+
+def test_segment_command_refuses_an_output_folder_inside_the_input(tmp_path, capsys):
+    iio.imwrite(tmp_path / "a.png", discs_image(15)[0])
+    code, _, err = run(capsys, tmp_path, tmp_path / "out")
+    assert code == 2 and "is inside the input folder" in err
+
+
+def test_segment_command_without_reference_names_the_command_that_builds_it(missing_reference, tmp_path, capsys):  # noqa: F811
+    (tmp_path / "in").mkdir()
+    iio.imwrite(tmp_path / "in" / "a.png", discs_image(15)[0])
+    code, _, err = run(capsys, tmp_path / "in", tmp_path / "out")
+    assert code == 2 and "tools/make_reference.py" in err and not (tmp_path / "out").exists()
+
+
+def test_segment_command_with_no_images_or_missing_input_is_a_usage_error(tmp_path, capsys):
+    code, _, err = run(capsys, tmp_path / "nothing", tmp_path / "out")
+    assert code == 2 and "no such file or folder" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, tmp_path / "empty", tmp_path / "out")
+    assert code == 2 and "no images" in err

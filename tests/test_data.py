@@ -12,9 +12,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 
-from nucleitut import config, data, predict, training
+from nucleitut import data
 
 FULL_DATA = os.environ.get("NUCLEITUT_DATA")
 
@@ -307,70 +306,26 @@ def test_full_data_set_loads_with_the_papers_split():
     assert not set(sample["train"] + sample["val"]) & set(split.test)
 
 
-# ----------------------------------------------------------------------------- normalisation, crops, tiles
+# ----------------------------------------------------------------------------- network inputs
 
 
 def test_normalisation_maps_to_minus_one_one_and_back():
     image = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    normed = predict.normalize(image)
+    normed = data.normalize(image)
     assert normed.dtype == np.float32 and normed.min() == -1 and normed.max() == 1
-    assert np.array_equal(predict.denormalize(normed), image)
+    assert np.array_equal(data.denormalize(normed), image)
 
 
-def test_crops_cover_large_images_and_skip_crops_with_fewer_than_two_nuclei():
-    image = np.zeros((300, 520, 3), np.uint8)
-    labels = np.zeros((300, 520), np.int32)
-    labels[50:60, 10:20] = 1
-    labels[70:80, 30:40] = 2
-    labels[200:210, 400:410] = 3  # alone in its crop
-    crops, crop_labels = training.training_crops([image], [labels], size=256)
-    assert training.crop_positions(300, 256) == [0, 44]
-    assert training.crop_positions(520, 256) == [0, 132, 264]
-    assert len(crops) == 2  # the two crops of the left column hold nuclei 1 and 2
-    assert all(c.shape == (256, 256, 3) for c in crops)
-    assert all(sorted(np.unique(l).tolist()) == [0, 1, 2] for l in crop_labels)
-
-
-def test_small_images_are_padded_to_one_crop():
-    labels = np.zeros((100, 90), np.int32); labels[5:10, 5:10] = 1; labels[50:60, 50:60] = 2
-    crops, crop_labels = training.training_crops([np.zeros((100, 90, 3), np.uint8)], [labels], size=128)
-    assert len(crops) == 1 and crops[0].shape == (128, 128, 3) and crop_labels[0].shape == (128, 128)
-
-
-@pytest.mark.parametrize("shape", [(37, 53), (256, 256), (300, 700), (520, 696), (1000, 333)])
-def test_stitching_reproduces_a_per_pixel_function_exactly(shape):
-    rng = np.random.default_rng(0)
-    image = rng.normal(size=shape + (3,)).astype(np.float32)
-
-    def per_pixel(batch):
-        assert batch.shape[1] % 16 == 0 and batch.shape[2] % 16 == 0
-        return np.stack([batch.sum(-1), batch[..., 0] ** 2], axis=-1)
-
-    stitched = predict.predict_tiled(per_pixel, image, tile_size=128, overlap=32, multiple=16)
-    assert np.array_equal(stitched, per_pixel(predict.pad_to(image, 1024, 1024)[None])[0][: shape[0], : shape[1]])
-
-
-def test_stitching_has_no_boundary_effects_for_a_local_filter():
-    rng = np.random.default_rng(1)
-    image = rng.normal(size=(300, 410, 1)).astype(np.float32)
-    radius = 7  # receptive field smaller than the discarded margin (overlap // 2 = 16)
-
-    def local_filter(batch):
-        return np.stack([ndi.uniform_filter(x, size=(2 * radius + 1, 2 * radius + 1, 1), mode="constant") for x in batch])
-
-    stitched = predict.predict_tiled(local_filter, image, tile_size=128, overlap=32, multiple=16)
-    # the image edges are mirrored by overlap // 2 before tiling, as the seams are
-    whole = local_filter(np.pad(image, ((16, 16), (16, 16), (0, 0)), mode="reflect")[None])[0][16:-16, 16:-16]
-    np.testing.assert_allclose(stitched, whole, atol=1e-5)
-
-
-def test_tile_keep_ranges_partition_the_axis():
-    for length in (128, 129, 500, 1388):
-        tiles = predict.tile_positions(length, 128, 16)
-        kept = np.concatenate([np.arange(a, b) for _, a, b in tiles])
-        assert np.array_equal(kept, np.arange(length))
-        for start, keep_from, keep_to in tiles:
-            assert start <= keep_from and keep_to <= start + 128
+def test_pad_to_mirrors_at_the_bottom_and_right_and_leaves_large_arrays_alone():
+    array = np.arange(12).reshape(3, 4)
+    padded = data.pad_to(array, 5, 6)
+    assert padded.shape == (5, 6) and np.array_equal(padded[:3, :4], array)
+    assert padded[3].tolist() == array[1].tolist() + [array[1, 2], array[1, 1]]  # reflection
+    assert data.pad_to(array, 2, 3) is array
+    tiny = data.pad_to(np.array([[1, 2]]), 4, 2)  # too small to reflect: symmetric
+    assert tiny[:, 0].tolist() == [1, 1, 1, 1]
+    rgb = data.pad_to(np.zeros((3, 3, 3), np.uint8), 8, 8)
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
 
 
 def test_full_profile_reads_the_copy_named_by_NUCLEITUT_DATA(kaggle_folder, monkeypatch):

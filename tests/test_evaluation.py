@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nucleitut import config, evaluation, records
+from nucleitut import config, evaluation, records, training
+from nucleitut.pipeline import Pipeline, SeedEnsemble
 
 SHAPE = (48, 64)
 
@@ -33,7 +34,7 @@ def halo_image(centres):
 @pytest.fixture
 def segmenter():
     # Networks are not needed to post-process given outputs.
-    return evaluation.Segmenter("M3B1", "quick", models={"M3": None, "B1": None})
+    return Pipeline("M3B1", {"M3": None, "B1": None}, profile="quick")
 
 
 def test_tuning_picks_the_mask_threshold_that_removes_the_halo(segmenter):
@@ -45,9 +46,11 @@ def test_tuning_picks_the_mask_threshold_that_removes_the_halo(segmenter):
     assert tuned["score"] == pytest.approx(1.0)
     assert tuned["default_score"] < 0.5  # IoU 64/121 = 0.53 passes only the 0.5 threshold
     assert tuned["n_images"] == 2 and len(tuned["table"]) == 3 * 4 * 2 * 2
-    # The chosen settings reproduce the score when a segmenter is built with them.
-    chosen = evaluation.Segmenter("M3B1", "quick", models=segmenter.models, settings=tuned["settings"])
-    assert all(np.array_equal(chosen.labels_from(probs[k]) > 0, truths[k] > 0) for k in probs)
+    # The chosen settings reproduce the score when a pipeline is built with them.
+    for chosen in (segmenter.with_settings(tuned["settings"], "validation"),
+                   Pipeline("M3B1", segmenter.networks, settings=tuned["settings"], profile="quick")):
+        assert all(np.array_equal(chosen.labels_from(probs[k]) > 0, truths[k] > 0) for k in probs)
+    assert not all(np.array_equal(segmenter.labels_from(probs[k]) > 0, truths[k] > 0) for k in probs)
 
 
 def test_tuning_with_a_custom_grid_and_no_images(segmenter):
@@ -66,24 +69,29 @@ def test_tuned_records_have_their_own_names_and_labels():
     assert records.record_label(record) == "M3B1 tuned"
 
 
-def test_segmenter_never_trains_a_missing_network(tmp_path, monkeypatch):
+def test_trained_pipelines_never_train_a_missing_network(tmp_path, monkeypatch):
     monkeypatch.setenv("NUCLEITUT_MODELS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"no trained B4 \(cpu profile, seed 0\).*python -m nucleitut train B4 --profile cpu"):
-        evaluation.Segmenter("M6B4", "cpu", models={"M6": None})
+        Pipeline.trained("M6B4", "cpu", reuse={"M6": None})
     assert not any(tmp_path.iterdir()), "nothing may be written (or trained) into the models folder"
+    # a models folder given as root is looked in instead of NUCLEITUT_MODELS
+    other = tmp_path.parent / f"{tmp_path.name}_root"
+    with pytest.raises(FileNotFoundError, match=rf"{other.name}/cpu/seed2/B4: no trained B4 \(cpu profile, seed 2\).*--seed 2"):
+        Pipeline.trained("M6B4", "cpu", seed=2, reuse={"M6": None}, root=other)
+    assert not other.exists() and not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
-def test_evaluation_does_not_import_training_and_postprocess_does_not_import_keras():
+def test_postprocess_and_the_package_do_not_import_keras():
     import subprocess
     import sys
 
     code = (
-        "import sys, nucleitut.evaluation\n"
-        "print('nucleitut.training' in sys.modules)"
+        "import sys, nucleitut, nucleitut.postprocess, nucleitut.metrics, nucleitut.sizing\n"
+        "print('keras' in sys.modules, 'nucleitut.training' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"
 
 
 def test_records_describe_data_without_paths_and_carry_the_seed(segmenter):
@@ -102,8 +110,6 @@ def _tiny_networks(folder, seed):
     """Untrained M3 and B1 (3 blocks, F=4), saved and loaded like trained ones."""
     import json
 
-    from nucleitut import predict, training
-
     models = {}
     for network in ("M3", "B1"):
         directory = folder / f"seed{seed}" / network
@@ -111,7 +117,7 @@ def _tiny_networks(folder, seed):
         cfg = config.training_config(network, "quick", seed=seed, filters=4)
         training.build_model(cfg).save(directory / "model.keras")
         (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
-        models[network] = predict.load_network(directory)
+        models[network] = training.load_network(directory)
     return models
 
 
@@ -130,8 +136,9 @@ def tiny_dataset():
 def test_a_seed_ensemble_of_one_network_with_itself_is_the_network(tmp_path, tiny_dataset):
     """Fusing identical outputs gives them back exactly: same outputs, labels and scores as the single pipeline."""
     models = _tiny_networks(tmp_path, 0)
-    ensemble = evaluation.SeedEnsemble("M3B1", [0, 1], "quick", models={0: models, 1: dict(models)})
-    single = evaluation.Segmenter("M3B1", "quick", models=models)
+    ensemble = SeedEnsemble("M3B1", [0, 1], "quick", networks={0: models, 1: dict(models)})
+    single = Pipeline("M3B1", models, profile="quick")
+    assert ensemble.name == "M3B1" and ensemble.spec == single.spec and len(ensemble.members) == 2
     image = tiny_dataset.get("a")[0]
     for tta in (False, True):
         fused, alone = ensemble.probabilities(image, tta), single.probabilities(image, tta)
@@ -139,9 +146,9 @@ def test_a_seed_ensemble_of_one_network_with_itself_is_the_network(tmp_path, tin
         # thresholds low enough that the untrained networks give objects to compare
         assert np.array_equal(ensemble.labels_from(fused, marker_threshold=0.1), single.labels_from(alone, marker_threshold=0.1))
         assert single.labels_from(alone, marker_threshold=0.1).max() > 0
-    scored = evaluation.evaluate_pipelines(["M3B1"], tiny_dataset, ids=["a", "b"], profile="quick", models=models, verbose=False)
+    scored = evaluation.evaluate_pipelines(["M3B1"], tiny_dataset, ids=["a", "b"], profile="quick", networks=models, verbose=False)
     records_ = evaluation.evaluate_seed_ensemble("M3B1", tiny_dataset, [0, 1], ids=["a", "b"], profile="quick",
-                                                 models={0: models, 1: dict(models)}, verbose=False)
+                                                 networks={0: models, 1: dict(models)}, verbose=False)
     assert [r["tta"] for r in records_] == [False, True]
     for one, both in zip(scored, records_):
         assert [row["kaggle_score"] for row in both["per_image"]] == [row["kaggle_score"] for row in one["per_image"]]
@@ -155,20 +162,34 @@ def test_a_seed_ensemble_fuses_its_trainings_outputs(tmp_path, tiny_dataset):
     from nucleitut import metrics, predict
 
     first, second = _tiny_networks(tmp_path, 0), _tiny_networks(tmp_path, 1)
-    ensemble = evaluation.SeedEnsemble("M3B1", [0, 1], "quick", models={0: first, 1: second})
+    ensemble = SeedEnsemble("M3B1", [0, 1], "quick", networks={0: first, 1: second})
+    assert [m.networks["M3"] for m in ensemble.members] == [first["M3"], second["M3"]]
     image, truth = tiny_dataset.get("a")
     fused = ensemble.probabilities(image)
-    each = [{n: predict.predict_probabilities(m[n], image) for n in ("M3", "B1")} for m in (first, second)]
+    each = [{n: predict.predict_probabilities(m[n].model, image) for n in ("M3", "B1")} for m in (first, second)]
     assert not np.allclose(each[0]["M3"], each[1]["M3"])  # the two trainings differ
     np.testing.assert_allclose(fused["M3"][..., :2], (each[0]["M3"][..., :2] + each[1]["M3"][..., :2]) / 2, atol=1e-6)
     np.testing.assert_allclose(fused["M3"][..., 2], np.maximum(each[0]["M3"][..., 2], each[1]["M3"][..., 2]), atol=1e-6)
     np.testing.assert_allclose(fused["B1"], (each[0]["B1"] + each[1]["B1"]) / 2, atol=1e-6)
     record = evaluation.evaluate_seed_ensemble("M3B1", tiny_dataset, [0, 1], ids=["a"], tta_values=(False,),
-                                               profile="quick", models={0: first, 1: second}, verbose=False)[0]
+                                               profile="quick", networks={0: first, 1: second}, verbose=False)[0]
     assert record["per_image"][0]["kaggle_score"] == metrics.kaggle_score(truth, ensemble(image))
 
 
-def test_a_seed_ensemble_needs_two_different_seeds():
-    for seeds in ([0], [1, 1]):
-        with pytest.raises(ValueError, match="at least two different seeds"):
-            evaluation.SeedEnsemble("M3B1", seeds, "quick")
+def test_evaluate_pipelines_loads_and_describes_the_networks_of_the_given_models_folder(tmp_path, tiny_dataset, monkeypatch):
+    import json
+
+    monkeypatch.setenv("NUCLEITUT_MODELS", str(tmp_path / "elsewhere"))  # not looked in
+    root = tmp_path / "models"
+    for network in ("M3", "B1"):
+        directory = config.model_dir(network, "quick", 0, root)
+        directory.mkdir(parents=True)
+        cfg = config.training_config(network, "quick", filters=4)
+        training.build_model(cfg).save(directory / "model.keras")
+        (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (directory / "timing.json").write_text(json.dumps({"epochs": 3, "seconds_all_epochs": 12.5}))
+    record, = evaluation.evaluate_pipelines(["M3B1"], tiny_dataset, ids=["a"], tta_values=(False,), profile="quick",
+                                            verbose=False, root=root)
+    assert record["networks"]["M3"]["filters"] == 4 and record["networks"]["B1"]["epochs"] == 3
+    assert record["networks"]["B1"]["training_seconds"] == 12.5 and record["n_images"] == 1
+    assert not (tmp_path / "elsewhere").exists()

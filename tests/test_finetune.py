@@ -1,5 +1,6 @@
 """Fine-tuning the reference networks on a few annotated images (nucleitut.finetune, `finetune`)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from nucleitut import data, finetune, pretrained, sizing
 from nucleitut.__main__ import main
+from nucleitut.pipeline import Pipeline
 
 from test_data import unpack_sample
 
@@ -67,6 +69,34 @@ def test_finetune_command_names_a_missing_source_of_images_to_mix(tmp_path, caps
     assert not (tmp_path / "out" / "reference.json").exists()
 
 
+def test_finetune_networks_starts_each_network_from_its_weights_with_a_lower_rate(tmp_path, monkeypatch):
+    from nucleitut import config, training
+
+    calls = []
+
+    def fake_train(cfg, dataset, directory, split=None, initial_model=None, verbose=True):
+        calls.append((cfg, directory, split, initial_model))
+        return f"result of {cfg.network}"
+
+    monkeypatch.setattr(training, "train", fake_train)
+    models = {name: object() for name in ("M3", "B1")}
+    networks = {name: training.Network(models[name], config.training_config(name, "cpu")) for name in models}
+    split = data.Split(["a"], ["b"], [])
+    results = finetune.finetune_networks(networks, "the data", tmp_path, split, epochs=3, lr_factor=0.5,
+                                         augmentation="a", verbose=False)
+    assert results == {"M3": "result of M3", "B1": "result of B1"}
+    for (cfg, directory, given_split, initial), name in zip(calls, ("M3", "B1")):
+        original = networks[name].config
+        assert initial is models[name] and given_split is split and directory == tmp_path / "cpu" / name
+        assert cfg.max_epochs == 3 and cfg.learning_rate == pytest.approx(0.5 * original.learning_rate)
+        assert cfg.augmentation == "a" and cfg.time_budget_s is None
+        assert cfg == dataclasses.replace(original, max_epochs=3, learning_rate=cfg.learning_rate, augmentation="a", time_budget_s=None)
+    calls.clear()
+    finetune.finetune_networks(networks, "the data", tmp_path, verbose=False)
+    assert [c[0].augmentation for c in calls] == [networks[n].config.augmentation for n in ("M3", "B1")]  # kept by default
+    assert [c[0].max_epochs for c in calls] == [finetune.EPOCHS] * 2
+
+
 @pytest.mark.slow
 def test_finetuned_networks_start_from_the_reference_and_segment_new_images(tmp_path, capsys, monkeypatch):
     folder, ids = unpack_sample(tmp_path / "mine", 4)
@@ -85,17 +115,20 @@ def test_finetuned_networks_start_from_the_reference_and_segment_new_images(tmp_
     assert info["trained"]["images"] == {"train": 6, "val": 2} and info["trained"]["data"]["n_images"] == 8
     assert "results" not in info  # the reference's test scores do not describe these networks
     tuned, _ = pretrained.load_reference(out)
-    for name, model in tuned.items():
-        assert model.nucleitut_config.size_target is None  # trained on the images as they are
-        assert model.nucleitut_config.learning_rate == pytest.approx(original[name].nucleitut_config.learning_rate * finetune.LR_FACTOR)
+    assert set(tuned) == set(original)
+    for name, network in tuned.items():
+        assert network.config.learning_rate == pytest.approx(original[name].config.learning_rate * finetune.LR_FACTOR)
+        assert network.config.max_epochs == 1 and network.config.augmentation == original[name].config.augmentation
         # trained: the weights moved, but only a little from the reference's (not a new
         # network; batch normalisation's moving statistics, which follow the new images, aside)
-        pairs = [(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, original[name].trainable_weights)]
+        pairs = [(a.numpy(), b.numpy()) for a, b in zip(network.model.trainable_weights, original[name].model.trainable_weights)]
         change = np.linalg.norm(np.concatenate([(a - b).ravel() for a, b in pairs]))
         assert 0 < change < 0.05 * np.linalg.norm(np.concatenate([b.ravel() for _, b in pairs]))
 
-    segmenter, target = pretrained.load_networks(out)
-    assert segmenter.size_band == sizing.TRAINING_SIZE_BAND and target == pytest.approx(original_info["nucleus_size"]["median_diameter"])
+    pipe = Pipeline.load(out)
+    assert pipe.name == original_info["pipeline"] and pipe.settings == original_info["postprocess"]
+    assert pipe.size_band == sizing.TRAINING_SIZE_BAND
+    assert pipe.training_diameter == pytest.approx(original_info["nucleus_size"]["median_diameter"])
     image = folder / ids[0] / "images" / f"{ids[0]}.png"
     assert main(["segment", str(image), str(tmp_path / "labels"), "--models", str(out), "--no-tta"]) == 0
     assert (tmp_path / "labels" / f"{ids[0]}_labels.png").exists()

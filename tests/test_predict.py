@@ -1,11 +1,12 @@
-"""Tests of nucleitut.predict: tiles, test-time augmentation, ensembles, saved networks."""
+"""Tests of nucleitut.predict: tiles, test-time augmentation, ensembles, trained networks on whole images."""
 
 import json
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
-from nucleitut import config, predict, training, unet
+from nucleitut import config, data, predict, training, unet
 from nucleitut.predict import (
     DEFAULT_TTA,
     DIHEDRAL_TRANSFORMS,
@@ -192,6 +193,42 @@ def test_predict_image_rejects_non_callable():
         predict_image(42, np.zeros((16, 16, 1), np.float32))
 
 
+@pytest.mark.parametrize("shape", [(37, 53), (256, 256), (300, 700), (520, 696), (1000, 333)])
+def test_stitching_reproduces_a_per_pixel_function_exactly(shape):
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=shape + (3,)).astype(np.float32)
+
+    def per_pixel(batch):
+        assert batch.shape[1] % 16 == 0 and batch.shape[2] % 16 == 0
+        return np.stack([batch.sum(-1), batch[..., 0] ** 2], axis=-1)
+
+    stitched = predict.predict_tiled(per_pixel, image, tile_size=128, overlap=32, multiple=16)
+    assert np.array_equal(stitched, per_pixel(data.pad_to(image, 1024, 1024)[None])[0][: shape[0], : shape[1]])
+
+
+def test_stitching_has_no_boundary_effects_for_a_local_filter():
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(300, 410, 1)).astype(np.float32)
+    radius = 7  # receptive field smaller than the discarded margin (overlap // 2 = 16)
+
+    def local_filter(batch):
+        return np.stack([ndi.uniform_filter(x, size=(2 * radius + 1, 2 * radius + 1, 1), mode="constant") for x in batch])
+
+    stitched = predict.predict_tiled(local_filter, image, tile_size=128, overlap=32, multiple=16)
+    # the image edges are mirrored by overlap // 2 before tiling, as the seams are
+    whole = local_filter(np.pad(image, ((16, 16), (16, 16), (0, 0)), mode="reflect")[None])[0][16:-16, 16:-16]
+    np.testing.assert_allclose(stitched, whole, atol=1e-5)
+
+
+def test_tile_keep_ranges_partition_the_axis():
+    for length in (128, 129, 500, 1388):
+        tiles = predict.tile_positions(length, 128, 16)
+        kept = np.concatenate([np.arange(a, b) for _, a, b in tiles])
+        assert np.array_equal(kept, np.arange(length))
+        for start, keep_from, keep_to in tiles:
+            assert start <= keep_from and keep_to <= start + 128
+
+
 # ------------------------------------------------------------------------------------------
 # A real (tiny, untrained) U-Net
 # ------------------------------------------------------------------------------------------
@@ -211,8 +248,9 @@ def tiny_network(tmp_path_factory):
 
 def test_predict_probabilities_of_a_real_unet_are_softmax_maps_of_the_image_size(tiny_network):
     directory, cfg = tiny_network
-    model = predict.load_network(directory)
-    assert predict.network_config(model) == cfg
+    network = training.load_network(directory)
+    assert network.config == cfg and network.name == "M3" and network.blocks == cfg.blocks
+    model = network.model
     image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
     probs = predict.predict_probabilities(model, image)
     assert probs.shape == (70, 90, 3) and probs.dtype == np.float32
@@ -224,17 +262,37 @@ def test_predict_probabilities_of_a_real_unet_are_softmax_maps_of_the_image_size
     assert with_tta.shape == probs.shape and not np.allclose(with_tta, probs)
 
 
-def test_a_model_without_its_configuration_needs_the_depth(tiny_network):
-    directory, cfg = tiny_network
-    model = training.build_model(cfg)
-    with pytest.raises(ValueError, match="carries no training configuration"):
-        predict.predict_probabilities(model, np.zeros((32, 32, 3), np.uint8))
-    assert predict.predict_probabilities(model, np.zeros((32, 32, 3), np.uint8), blocks=cfg.blocks).shape == (32, 32, 3)
+class PerPixelModel:
+    """A Keras-like model with ``pools`` pooling layers whose output is its first input channel."""
+
+    output_shape = (None, None, None, 1)
+
+    def __init__(self, pools):
+        import keras
+
+        self.layers = [keras.layers.Conv2D(1, 1)] + [keras.layers.MaxPooling2D() for _ in range(pools)]
+
+    def predict_on_batch(self, batch):
+        return batch[..., :1]
+
+
+def test_the_tiles_follow_the_depth_of_the_model_unless_given(monkeypatch):
+    multiples = []
+    original = predict.predict_tiled
+    monkeypatch.setattr(predict, "predict_tiled", lambda *args, **kwargs: multiples.append(kwargs["multiple"]) or original(*args, **kwargs))
+    image = np.random.default_rng(0).integers(0, 255, (40, 44, 3), dtype=np.uint8)
+    for pools in (0, 3, 4, 5):
+        out = predict.predict_probabilities(PerPixelModel(pools), image)
+        assert out.shape == (40, 44, 1) and np.allclose(out[..., 0], data.normalize(image[..., 0]))
+    assert multiples == [1, 8, 16, 32]
+    predict.predict_probabilities(PerPixelModel(3), image, blocks=4)  # a given depth wins over the model's
+    assert multiples[-1] == 16
+    assert unet.network_depth(unet.build_unet(blocks=4, filters=2)) == 4  # a U-Net pools once per block
 
 
 def test_loading_a_missing_network_names_the_command_that_trains_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m nucleitut train B4"):
-        predict.load_network(tmp_path / "B4")
+        training.load_network(tmp_path / "B4")
 
 
 def test_combine_predictions_fuses_a_generator_exactly_like_the_stacked_views():
@@ -252,13 +310,13 @@ def test_combine_predictions_fuses_a_generator_exactly_like_the_stacked_views():
 
 def test_a_uint8_image_normalised_tile_by_tile_predicts_exactly_as_normalised_whole(tiny_network):
     directory, cfg = tiny_network
-    model = predict.load_network(directory)
+    model = training.load_network(directory).model
     image = np.random.default_rng(1).integers(0, 255, (300, 280, 3), dtype=np.uint8)  # several tiles
     multiple = unet.required_multiple(cfg.blocks)
     whole = predict.tta_predict(lambda x: predict.predict_image(model, x, overlap=32, multiple=multiple),
-                                predict.normalize(image))
+                                data.normalize(image))
     assert np.array_equal(predict.predict_probabilities(model, image, tta=True), whole)
-    plain = predict.predict_image(model, predict.normalize(image), overlap=32, multiple=multiple)
+    plain = predict.predict_image(model, data.normalize(image), overlap=32, multiple=multiple)
     assert np.array_equal(predict.predict_probabilities(model, image), plain)
     # 0..255 values in another dtype take the whole-image path, with the same result.
     assert np.array_equal(predict.predict_probabilities(model, image.astype(np.float32)), plain)

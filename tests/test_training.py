@@ -1,4 +1,5 @@
-"""Tests of nucleitut.training and nucleitut.config: pipeline, training, resume, backends."""
+"""Tests of nucleitut.training: augmentation, crops, training, saved networks, resume, backends.
+(The Table 3 networks and the profiles: tests/test_config.py.)"""
 
 import csv
 import json
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from skimage import measure
 
-from nucleitut import config, data, predict, targets, training
+from nucleitut import config, data, targets, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,67 +37,6 @@ def tiny_split(sample):
     return data.Split(split.train[:3], split.val[:1], split.test[:1])
 
 
-#: Table 3 of Scherr et al. (2018), as printed in ../shared/paper/scherr2018.md (section 4.5):
-#: network: (blocks, F, classes, target, lr, starred, augmentation set, erosion/dilation).
-PAPER_TABLE3 = {
-    "B1": (4, 64, 1, "binary", 1e-4, False, "none", False),
-    "B2": (4, 64, 1, "binary", 1e-4, False, "a", False),
-    "B3": (4, 64, 1, "binary", 1e-4, False, "b", False),
-    "B4": (4, 64, 1, "binary", 2e-4, True, "b", False),
-    "B5": (5, 32, 1, "binary", 2e-4, True, "b", False),
-    "M1": (4, 64, 3, "boundary", 1e-4, False, "none", False),
-    "M2": (4, 64, 3, "border", 1e-4, False, "none", False),
-    "M3": (4, 64, 3, "marker", 1e-4, False, "none", True),
-    "M4": (4, 64, 3, "marker", 1e-4, False, "a", True),
-    "M5": (4, 64, 3, "marker", 1e-4, False, "b", True),
-    "M6": (4, 64, 3, "marker", 2e-4, True, "b", True),
-    "M7": (5, 32, 3, "marker", 2e-4, True, "b", True),
-}
-
-
-def test_every_table3_row_matches_the_paper():
-    assert list(config.TABLE3) == list(PAPER_TABLE3)
-    for name, (blocks, filters, classes, target, lr, starred, augmentation, eroded) in PAPER_TABLE3.items():
-        spec = config.TABLE3[name]
-        got = (spec.blocks, spec.filters, spec.out_channels, spec.target, spec.learning_rate, spec.plateau,
-               spec.augmentation, spec.eroded)
-        assert got == (blocks, filters, classes, target, lr, starred, augmentation, eroded), name
-        full = config.training_config(name, "full")
-        assert (full.blocks, full.filters, full.learning_rate, full.plateau) == (blocks, filters, lr, starred), name
-        # Erosion/dilation only where Table 3 has them; M2's border is not dilated.
-        assert (spec.erosion > 0 and spec.border_dilation > 0) == eroded, name
-    assert config.TABLE3["M2"].target_params == {"dilation": 0}
-
-
-def test_profiles_keep_the_ratio_of_starred_and_plain_learning_rates():
-    for profile in config.PROFILES:
-        plain, starred = config.training_config("M5", profile), config.training_config("M6", profile)
-        assert starred.learning_rate == pytest.approx(2 * plain.learning_rate), profile
-        assert plain.learning_rate == pytest.approx(1e-4 * config.get_profile(profile).lr_factor), profile
-
-
-def test_table3_and_profiles_are_data():
-    full = config.training_config("B5", "full")
-    assert (full.beta_1, full.beta_2, full.amsgrad) == (0.9, 0.99, True)
-    assert (full.batch_size, full.early_stopping_patience, full.plateau_patience, full.plateau_factor) == (8, 10, 5, 0.25)
-    quick = config.training_config("B1", "quick")
-    assert (quick.blocks, quick.filters, quick.crop_size, quick.learning_rate) == (3, 16, 128, 1e-3)
-    cpu = config.training_config("M3", "cpu")
-    assert (cpu.blocks, cpu.filters, cpu.max_epochs, cpu.time_budget_s, config.get_profile("cpu").data) == (4, 16, 8, None, "full")
-    assert (cpu.lr_schedule, full.lr_schedule, quick.lr_schedule) == ("cosine", "paper", "paper")
-    assert config.training_config("M7", "full").plateau and not config.training_config("M3", "full").plateau
-    with pytest.raises(ValueError, match="unknown network 'X9'"):
-        config.training_config("X9")
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        config.get_profile("fast")
-
-
-def test_profile_is_chosen_by_environment_variable(monkeypatch):
-    monkeypatch.setenv("NUCLEITUT_PROFILE", "full")
-    assert config.training_config("B1").profile == "full"
-    assert config.training_config("B1", "quick").profile == "quick"
-
-
 def test_augmentation_moves_image_and_labels_together():
     labels = np.zeros((32, 32), np.int32)
     labels[2:9, 3:20] = 1
@@ -111,6 +51,8 @@ def test_augmentation_moves_image_and_labels_together():
     assert any(not np.array_equal(lab, labels) for _, lab in changed)
     with pytest.raises(ValueError, match="unknown augmentation"):
         training.augment(image, labels, ("twist",), rng)
+    assert set(training.AUGMENTATION_SETS) == {"none", "a", "b"}  # the paper's sets, and none
+    assert set(training.AUGMENTATION_SETS["a"]) > set(training.AUGMENTATION_SETS["b"]) and "scale" in training.AUGMENTATION_SETS["a"]
 
 
 @pytest.mark.parametrize("factor", [0.5, 0.8, 0.9, 1.1, 1.25, 2.0])
@@ -138,6 +80,26 @@ def test_rescaled_crop_labels_every_nucleus_the_image_shows(factor):
         assert len(np.unique(near_edge[near_edge > 0])) == 2, "nucleus 3 and its mirrored copy"
 
 
+def test_crops_cover_large_images_and_skip_crops_with_fewer_than_two_nuclei():
+    image = np.zeros((300, 520, 3), np.uint8)
+    labels = np.zeros((300, 520), np.int32)
+    labels[50:60, 10:20] = 1
+    labels[70:80, 30:40] = 2
+    labels[200:210, 400:410] = 3  # alone in its crop
+    crops, crop_labels = training.training_crops([image], [labels], size=256)
+    assert training.crop_positions(300, 256) == [0, 44]
+    assert training.crop_positions(520, 256) == [0, 132, 264]
+    assert len(crops) == 2  # the two crops of the left column hold nuclei 1 and 2
+    assert all(c.shape == (256, 256, 3) for c in crops)
+    assert all(sorted(np.unique(l).tolist()) == [0, 1, 2] for l in crop_labels)
+
+
+def test_small_images_are_padded_to_one_crop():
+    labels = np.zeros((100, 90), np.int32); labels[5:10, 5:10] = 1; labels[50:60, 50:60] = 2
+    crops, crop_labels = training.training_crops([np.zeros((100, 90, 3), np.uint8)], [labels], size=128)
+    assert len(crops) == 1 and crops[0].shape == (128, 128, 3) and crop_labels[0].shape == (128, 128)
+
+
 def test_crop_sequence_is_repeatable_and_targets_follow_augmented_labels(sample, tiny_split):
     cfg = tiny_config(augmentation="a")
     crops, crop_labels = training.training_crops([sample.get(i)[0] for i in tiny_split.train],
@@ -154,7 +116,7 @@ def test_crop_sequence_is_repeatable_and_targets_follow_augmented_labels(sample,
     plain = training.CropSequence(crops, crop_labels, tiny_config(), training=False, seed=5)
     x, y = plain[0]
     expected = targets.make_target(crop_labels[0], "marker", erosion=2, border_dilation=2)
-    assert np.array_equal(y[0], expected) and np.array_equal(x[0], predict.normalize(crops[0]))
+    assert np.array_equal(y[0], expected) and np.array_equal(x[0], data.normalize(crops[0]))
 
 
 @pytest.mark.slow
@@ -168,36 +130,26 @@ def test_training_writes_history_checkpoint_and_a_safe_model(sample, tiny_split,
     assert [int(r["epoch"]) for r in rows] == [0, 1] and "val_loss" in rows[0] and "learning_rate" in rows[0]
     again = training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False)
     assert again.epochs == 2, "a fresh run in the same folder starts a new history"
-    model = predict.load_network(tmp_path)
-    saved_cfg = predict.network_config(model)
-    assert saved_cfg == cfg
-    x = predict.normalize(sample.get(tiny_split.test[0])[0][:64, :64])[None]
+    assert result.config == cfg and result.network.model is result.model and result.network.config == cfg
+    network = training.load_network(tmp_path)
+    assert isinstance(network, training.Network) and network.config == cfg and network.name == "M3"
+    model = network.model
+    x = data.normalize(sample.get(tiny_split.test[0])[0][:64, :64])[None]
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(result.model(x)), atol=1e-6)
     reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
     assert reloaded.loss.name == "cce_dice" or "CceDice" in type(reloaded.loss).__name__
 
 
 @pytest.mark.slow
-def test_fine_tuning_starts_from_given_weights_on_size_normalized_images(sample, tiny_split, tmp_path, monkeypatch):
-    from nucleitut import sizing
-
-    seen = []
-    original = training.training_crops
-
-    def recording(images, labels, **kwargs):
-        seen.extend(sizing.typical_diameter(l > 0) for l in labels)
-        return original(images, labels, **kwargs)
-
-    monkeypatch.setattr(training, "training_crops", recording)
-    cfg = tiny_config(max_epochs=1, learning_rate=0.0, size_target=30.0)  # rate 0: the weights cannot move
+def test_fine_tuning_starts_from_given_weights(sample, tiny_split, tmp_path):
+    cfg = tiny_config(max_epochs=1, learning_rate=0.0)  # rate 0: the weights cannot move
     start = training.build_model(cfg)
     for variable in start.trainable_weights:  # weights no fresh initialisation would give
         variable.assign(variable.numpy() + 0.5)
     result = training.train(cfg, sample, tmp_path, split=tiny_split, verbose=False, initial_model=start)
     for before, after in zip(start.trainable_weights, result.model.trainable_weights):  # (batch statistics do move)
         np.testing.assert_array_equal(before.numpy(), after.numpy())
-    assert len(seen) == 4 and all(abs(d - 30.0) <= 3.0 for d in seen), seen  # 3 training + 1 validation image
-    assert json.loads((tmp_path / "config.json").read_text())["size_target"] == 30.0
+    assert config.TrainingConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == cfg
 
 
 @pytest.mark.slow
@@ -272,8 +224,8 @@ def test_training_runs_on_the_jax_backend(tmp_path):
     assert "EPOCHS 1" in result.stdout
     check = _run_python(f"""
         import keras
-        from nucleitut import predict
-        model = predict.load_network({str(tmp_path)!r})
+        from nucleitut import training
+        model = training.load_network({str(tmp_path)!r}).model
         print(keras.backend.backend(), model.output_shape)
     """, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert "jax (None, None, None, 1)" in check.stdout, check.stderr
