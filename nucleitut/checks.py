@@ -29,6 +29,8 @@ check_close_label_holes  data.close_label_holes
 check_crop_positions     training.crop_positions
 check_bce_dice           losses.BceDice (per image)
 check_unet               unet.build_unet
+check_changed_config     config.training_config (one setting changed)
+check_retraining         the chapter's network (validation images)
 check_border_target      targets.border_target
 check_marker_target      targets.marker_target
 check_watershed          postprocess.watershed_labels
@@ -40,6 +42,11 @@ check_match              metrics.match_counts
 Every checker uses the reference's default parameters, and your function is called with the
 arguments its skeleton names (see each checker). Instance labels are compared up to the
 numbering of the objects where the numbering is not part of the task (the watershed).
+
+Two checkers belong to the task that trains (chapter 4): :func:`check_changed_config` checks
+the configuration you wrote before the training starts, :func:`check_retraining` checks what
+the training left behind and compares the retrained network with the chapter's on the
+validation images.
 
 Examples
 --------
@@ -57,13 +64,18 @@ nucleitut.checks.CheckFailed: not done yet: close_label_holes returned None; ...
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 
 from . import data, losses, metrics, postprocess, predict, targets, training, unet
+from .blocks import needs_blocks
+from .pipeline import Pipeline
 
 __all__ = [
     "CheckFailed",
@@ -73,6 +85,8 @@ __all__ = [
     "check_crop_positions",
     "check_bce_dice",
     "check_unet",
+    "check_changed_config",
+    "check_retraining",
     "check_border_target",
     "check_marker_target",
     "check_watershed",
@@ -633,6 +647,272 @@ def check_unet(build_unet: Callable[[int, int, int], Any]) -> bool:
                     "the classes need a softmax over the channel axis",
                 )
     return _passed(task, len(cases))
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 4: one setting changed, the network retrained
+# --------------------------------------------------------------------------------------------
+
+#: Settings that say *which* network is trained (its target and outputs): changing one of them
+#: trains another network, not a variant of this one. (The target's parameters, such as the
+#: marker erosion, may change: the network stays the same kind.)
+IDENTITY_SETTINGS = ("network", "profile", "target", "out_channels")
+#: The longest training a task may start: two minutes on two cores.
+MAX_RETRAINING_S = 120.0
+
+
+def _changed_settings(reference, variant) -> dict[str, tuple]:
+    """``{setting: (reference value, variant value)}`` for every setting but the time budget."""
+    return {
+        field.name: (getattr(reference, field.name), getattr(variant, field.name))
+        for field in dataclasses.fields(reference)
+        if field.name != "time_budget_s" and getattr(reference, field.name) != getattr(variant, field.name)
+    }
+
+
+def _changes_text(changed: dict) -> str:
+    return ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+
+
+def _check_one_change(task: str, case: _Case, reference, variant) -> tuple[str, Any, Any]:
+    """The one setting in which ``variant`` differs from ``reference``, or CheckFailed."""
+    changed = _changed_settings(reference, variant)
+    if not changed:
+        raise _fail(
+            task, case,
+            "no setting differs from the chapter's configuration (the time budget does not count): change "
+            "one, for example dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 3, time_budget_s=90)",
+            hint=False,
+        )
+    if len(changed) > 1:
+        raise _fail(
+            task, case,
+            f"{len(changed)} settings differ ({_changes_text(changed)}): change exactly one, so that the "
+            "comparison tells what that setting does",
+            hint=False,
+        )
+    (name, (old, new)), = changed.items()
+    if name in IDENTITY_SETTINGS:
+        raise _fail(
+            task, case,
+            f"{name} {old!r} -> {new!r} makes another network, not a variant of {reference.network}: change a "
+            "setting of its training (learning_rate, loss, batch_size, filters, augmentation, max_epochs, seed, ...)",
+            hint=False,
+        )
+    return name, old, new
+
+
+def check_changed_config(changed_config: Callable[[Any], Any], cfg) -> bool:
+    """Check ``changed_config(cfg)``: the chapter's training configuration with one setting changed.
+
+    ``cfg`` is the :class:`nucleitut.config.TrainingConfig` the chapter trained its network
+    with. The result must be a configuration of the same kind (``dataclasses.replace(cfg,
+    ...)``) that differs from ``cfg`` in exactly one setting, one of its training (not one of
+    :data:`IDENTITY_SETTINGS`, which would make another network), with a valid value, and
+    that stops training after at most :data:`MAX_RETRAINING_S` seconds (``time_budget_s``;
+    the time budget itself does not count as a changed setting). The check runs before the
+    training, so a mistake costs seconds, not minutes.
+
+    Returns
+    -------
+    True, after printing the change, when the configuration is fine.
+    """
+    task = "changed_config"
+    case = _Case(f"{cfg.network}'s configuration of the {cfg.profile} profile", (cfg,))
+    variant = _call(task, changed_config, case, cfg)
+    if not isinstance(variant, type(cfg)):
+        raise _fail(
+            task, case,
+            f"expected a {type(cfg).__name__} (dataclasses.replace(cfg, setting=value, time_budget_s=...)), got "
+            f"{type(variant).__name__}",
+            hint=False,
+        )
+    name, old, new = _check_one_change(task, case, cfg, variant)
+    if name == "loss":
+        try:
+            losses.get_loss(new)
+        except Exception as error:
+            raise _fail(task, case, f"loss {new!r} is not a loss of the library: {error}", hint=False) from None
+    positive = ("learning_rate", "batch_size", "max_epochs", "filters", "crop_size", "early_stopping_patience")
+    if name in positive and not (isinstance(new, (int, float)) and new > 0):
+        raise _fail(task, case, f"{name} must be a positive number, got {new!r}", hint=False)
+    if name in ("batch_size", "max_epochs", "filters", "crop_size", "blocks") and not isinstance(new, int):
+        raise _fail(task, case, f"{name} must be an int, got {new!r}", hint=False)
+    budget = variant.time_budget_s
+    if budget is None or not 0 < budget <= MAX_RETRAINING_S:
+        raise _fail(
+            task, case,
+            f"time_budget_s is {budget!r}: set it to at most {MAX_RETRAINING_S:g} s, so that the training "
+            "stops within two minutes on two cores",
+            hint=False,
+        )
+    print(f"{task}: one setting changed, {name} {old!r} -> {new!r}; the training stops after at most {budget:g} s")
+    return True
+
+
+def _paired_interval(differences: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of paired differences (resampling the images)."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(differences), size=(resamples, len(differences)))
+    means = differences[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _paired_scores(variant, reference, dataset, ids, pipeline: str | None = None,
+                   networks: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Kaggle score per image of ``pipeline`` (default: the network alone, with the book's
+    post-processing) with ``variant`` and with ``reference``; the pipeline's other networks
+    predict each image once for both."""
+    name = reference.config.network
+    yours = Pipeline.from_models(pipeline or name, {**(networks or {}), name: variant})
+    theirs = Pipeline.from_models(pipeline or name, {**(networks or {}), name: reference})
+    partners = {n: network for n, network in yours.networks.items() if n != name}
+    rows = []
+    for i in ids:
+        image, truth = dataset.get(i)
+        if needs_blocks(image.shape):  # a very large image: the pipeline labels it block by block
+            rows.append([metrics.kaggle_score(truth, segmenter(image)) for segmenter in (yours, theirs)])
+            continue
+        known = {n: predict.predict_probabilities(network.model, image) for n, network in partners.items()}
+        rows.append([
+            metrics.kaggle_score(truth, segmenter.labels_from(segmenter.probabilities(image, known=known)))
+            for segmenter in (yours, theirs)
+        ])
+    scores = np.array(rows, dtype=float).reshape(-1, 2)
+    return scores[:, 0], scores[:, 1]
+
+
+def check_retraining(result, reference, dataset, val_ids: Sequence[str], pipeline: str | None = None,
+                     networks: dict | None = None) -> dict:
+    """Check a retrained network and compare it with the chapter's on the validation images.
+
+    Parameters
+    ----------
+    result : nucleitut.training.TrainResult
+        What ``training.train(your_config, ...)`` returned.
+    reference : path
+        The folder of the chapter's network (``config.model_dir("B1")``): its ``model.keras``,
+        ``config.json``, ``history.csv`` and ``timing.json``.
+    dataset : nucleitut.data.Dataset
+        The data both networks were trained on.
+    val_ids : sequence of str
+        The validation images (``book.split.val``). Neither test images nor training images of
+        ``dataset.split()``: a setting is never chosen on the test images, and training images
+        flatter every network.
+    pipeline : str, optional
+        The pipeline both networks are scored in (for example ``"M3B1"`` for a retrained M3);
+        default: the network alone (``"B1"``: threshold, ``"M3"``: watershed).
+    networks : dict, optional
+        The pipeline's other networks, name -> Keras model or
+        :class:`nucleitut.training.Network` (``{"B1": b1}`` for ``"M3B1"``).
+
+    Checks that the training finished at least one epoch, that its configuration differs from
+    the chapter's in exactly one setting of its training, and that the images are validation
+    images; then prints the comparison: epochs and seconds of both trainings, the validation
+    curves after the same epoch, and the mean Kaggle score of both pipelines on the validation
+    images with the difference and its 95 % bootstrap interval over the images (paired: the
+    same images for both networks).
+
+    Returns
+    -------
+    dict
+        ``setting``, ``before``, ``after``, ``epochs`` and ``seconds`` (yours, the chapter's),
+        ``scores`` (yours, the chapter's), ``difference`` and ``interval``.
+    """
+    task = "retraining"
+    if not_done(result):
+        raise CheckFailed(
+            f"not done yet: {task}: got {result!r}; train your configuration with training.train(...) and pass "
+            "what it returns"
+        )
+    missing = [name for name in ("model", "config", "history", "seconds") if getattr(result, name, None) is None]
+    if missing:
+        raise CheckFailed(
+            f"{task}: expected what training.train returns (a TrainResult), got {type(result).__name__} without "
+            f"{', '.join(missing)}"
+        )
+    reference = Path(reference)
+    ref_network = training.load_network(reference)
+    ref_history = training.read_history(reference)
+    ref_timing_file = reference / "timing.json"
+    ref_seconds = math.nan
+    if ref_timing_file.exists():
+        timing = json.loads(ref_timing_file.read_text())
+        ref_seconds = float(timing.get("seconds_all_epochs") or timing.get("seconds_this_run") or math.nan)
+    case = _Case(f"your retrained {result.config.network}", (result,))
+    name, old, new = _check_one_change(task, case, ref_network.config, result.config)
+
+    history = {key: np.asarray(values, dtype=float) for key, values in (result.history or {}).items()}
+    epochs = len(history.get("val_loss", []))
+    if epochs == 0:
+        raise _fail(
+            task, case,
+            "the history holds no finished epoch: the time budget ended the training during its first "
+            "epoch; give it more time (at most 120 s) or make an epoch shorter",
+            hint=False,
+        )
+    val_ids = list(val_ids)
+    split = dataset.split()
+    for part, ids in (("test", split.test), ("training", split.train)):
+        shared = [i for i in val_ids if i in set(ids)]
+        if shared:
+            raise _fail(
+                task, case,
+                f"{len(shared)} of the {len(val_ids)} images are {part} images ({shared[0][:10]}, ...): compare "
+                "on the validation images (book.split.val); a setting is chosen on them, never on test images",
+                hint=False,
+            )
+    if not val_ids:
+        raise _fail(task, case, "no validation images given (book.split.val)", hint=False)
+
+    ref_epochs = len(ref_history.get("val_loss", []))
+    print(
+        f"{task}: {name} {old!r} -> {new!r}; yours trained {epochs} epochs in {result.seconds:.0f} s, "
+        f"the chapter's {ref_network.config.network} {ref_epochs} epochs in {ref_seconds:.0f} s"
+    )
+    if not np.all(np.isfinite(history["val_loss"])):
+        print("  your validation loss is not finite: the training diverged (a learning rate too high?)")
+    shared_epoch = min(epochs, ref_epochs)
+    curves = [key for key in sorted(history) if key.startswith("val_") and key in ref_history]
+    if name == "loss":
+        curves = [key for key in curves if key != "val_loss"]  # losses of different kinds do not compare
+    if name == "target_params":
+        curves = []  # measured against another target: the curves do not compare
+    for key in curves:
+        print(
+            f"  {key} after epoch {shared_epoch}: yours {history[key][shared_epoch - 1]:.3f}, "
+            f"the chapter's {ref_history[key][shared_epoch - 1]:.3f}"
+        )
+    variant = training.Network(result.model, result.config)
+    yours, theirs = _paired_scores(variant, ref_network, dataset, val_ids, pipeline, networks)
+    differences = yours - theirs
+    low, high = _paired_interval(differences)
+    scored = f" ({pipeline})" if pipeline else ""
+    print(
+        f"  mean Kaggle score{scored} on {len(val_ids)} validation images: yours {yours.mean():.3f}, the chapter's "
+        f"{theirs.mean():.3f}; difference {differences.mean():+.3f} (95 % bootstrap interval over the images "
+        f"{low:+.3f} to {high:+.3f})"
+    )
+    if epochs != ref_epochs:
+        print(
+            f"  the two trainings ran {epochs} and {ref_epochs} epochs: the score difference mixes your setting "
+            "with the training's length; the curves above compare the same epoch"
+        )
+    print(
+        "  one training each: the interval covers the choice of images, not the randomness of training, "
+        "which moves a quick network's score too (another seed, chapter 6)"
+    )
+    return {
+        "setting": name,
+        "before": old,
+        "after": new,
+        "epochs": (epochs, ref_epochs),
+        "seconds": (float(result.seconds), ref_seconds),
+        "scores": (float(yours.mean()), float(theirs.mean())),
+        "difference": float(differences.mean()),
+        "interval": (low, high),
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 plausible wrong ones with a message that says where they go wrong, and calls an untouched
 skeleton "not done yet"."""
 
+import dataclasses
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +15,7 @@ from skimage.measure import label
 from skimage.morphology import disk
 from skimage.segmentation import watershed
 
-from nucleitut import checks, data, losses, metrics, postprocess, predict, targets, training, unet
+from nucleitut import checks, config, data, losses, metrics, postprocess, predict, targets, training, unet
 
 
 def test_check_failed_is_an_assertion_error():
@@ -59,6 +63,7 @@ SKELETON_CALLS = {
     "invert_transform": lambda fn: checks.check_tta(predict.apply_transform, fn),
     "combine_predictions": lambda fn: checks.check_fusion(fn),
     "match_counts": lambda fn: checks.check_match(fn),
+    "changed_config": lambda fn: checks.check_changed_config(fn, config.training_config("B1", "quick")),
 }
 SKELETONS = {
     "normalize": _skeleton_1,
@@ -73,6 +78,7 @@ SKELETONS = {
     "invert_transform": _skeleton_2,
     "combine_predictions": _skeleton_1,
     "match_counts": _skeleton_3,
+    "changed_config": _skeleton_1,
 }
 
 
@@ -544,3 +550,178 @@ def test_check_match_rejects_counting_every_prediction_as_false_positive():
 def test_check_match_rejects_a_result_that_is_not_three_counts():
     with pytest.raises(checks.CheckFailed, match=r"expected three integers \(tp, fp, fn\), got 4 values"):
         checks.check_match(lambda gt, pred, threshold: (0, 0, 0, 0))
+
+
+# --------------------------------------------------------------------------- changed_config
+
+B1 = config.training_config("B1", "quick")
+
+
+def _changed(**settings):
+    return lambda cfg: dataclasses.replace(cfg, **settings)
+
+
+def test_check_changed_config_accepts_one_changed_setting_with_a_short_budget(capsys):
+    assert checks.check_changed_config(_changed(learning_rate=B1.learning_rate * 3, time_budget_s=90), B1)
+    assert "learning_rate 0.001 -> 0.003" in capsys.readouterr().out
+    assert checks.check_changed_config(_changed(loss="dice", time_budget_s=120), B1)
+    assert checks.check_changed_config(_changed(seed=1, time_budget_s=60), B1)
+
+
+def test_check_changed_config_rejects_a_config_without_a_change():
+    with pytest.raises(checks.CheckFailed, match=r"no setting differs .*the time budget does not count"):
+        checks.check_changed_config(_changed(time_budget_s=60), B1)
+
+
+def test_check_changed_config_rejects_two_changed_settings_and_names_them():
+    expected = r"2 settings differ \(loss 'bce_dice' -> 'dice', learning_rate 0\.001 -> 0\.01\): change exactly one"
+    with pytest.raises(checks.CheckFailed, match=expected):
+        checks.check_changed_config(_changed(learning_rate=0.01, loss="dice", time_budget_s=60), B1)
+
+
+def test_check_changed_config_rejects_a_change_that_makes_another_network():
+    with pytest.raises(checks.CheckFailed, match=r"target 'binary' -> 'border' makes another network"):
+        checks.check_changed_config(_changed(target="border", time_budget_s=60), B1)
+
+
+@pytest.mark.parametrize("budget", [None, 600, 0])
+def test_check_changed_config_rejects_a_training_longer_than_two_minutes(budget):
+    with pytest.raises(checks.CheckFailed, match=r"time_budget_s is .*at most 120 s"):
+        checks.check_changed_config(_changed(filters=8, time_budget_s=budget), B1)
+
+
+def test_check_changed_config_rejects_an_unknown_loss_and_a_non_positive_learning_rate():
+    with pytest.raises(checks.CheckFailed, match=r"loss 'focal' is not a loss of the library"):
+        checks.check_changed_config(_changed(loss="focal", time_budget_s=60), B1)
+    with pytest.raises(checks.CheckFailed, match=r"learning_rate must be a positive number, got -0\.1"):
+        checks.check_changed_config(_changed(learning_rate=-0.1, time_budget_s=60), B1)
+
+
+def test_check_changed_config_rejects_something_that_is_not_a_config():
+    with pytest.raises(checks.CheckFailed, match=r"expected a TrainingConfig .*got dict"):
+        checks.check_changed_config(lambda cfg: cfg.to_dict(), B1)
+
+
+# --------------------------------------------------------------------------- retraining
+
+TINY = config.training_config("B1", "quick", filters=2)
+
+
+def _synthetic_dataset():
+    """Small images under real ids of the sample's split, so that dataset.split() applies."""
+    split = data.sample_split()
+    ids = sorted(split.val[:2] + split.test[:1] + split.train[:1])
+    images, labels = [], []
+    for k in range(len(ids)):
+        label = np.zeros((32, 32), np.int32)
+        label[4:12, 4 + k : 12 + k], label[18:28, 16:26] = 1, 2
+        image = np.where(label[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
+        images.append(image)
+        labels.append(label)
+    return data.Dataset(ids=ids, images=images, labels=labels, source="synthetic", path=Path("."), is_sample=True)
+
+
+def _history(epochs):
+    return {"epoch": np.arange(epochs, dtype=float), "val_loss": np.linspace(1.0, 0.5, epochs),
+            "val_dice": np.linspace(0.5, 0.8, epochs)}
+
+
+def _reference(folder, cfg=TINY, epochs=3):
+    keras.utils.set_random_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.build_unet(cfg.blocks, cfg.filters, cfg.out_channels).save(folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    history = _history(epochs)
+    rows = ["epoch,val_dice,val_loss"] + [
+        f"{int(e)},{d},{v}" for e, d, v in zip(history["epoch"], history["val_dice"], history["val_loss"])
+    ]
+    (folder / "history.csv").write_text("\n".join(rows) + "\n")
+    (folder / "timing.json").write_text(json.dumps({"epochs": epochs, "seconds_all_epochs": 12.5}))
+    return folder
+
+
+def _result(cfg, epochs=2):
+    keras.utils.set_random_seed(1)
+    model = unet.build_unet(cfg.blocks, cfg.filters, cfg.out_channels)
+    return training.TrainResult(model=model, directory=Path("."), epochs=epochs, seconds=3.0, ms_per_crop=1.0,
+                                best_val_loss=0.5, history=_history(epochs), config=cfg)
+
+
+@pytest.fixture(scope="module")
+def retraining_setup(tmp_path_factory):
+    return _reference(tmp_path_factory.mktemp("reference") / "B1"), _synthetic_dataset()
+
+
+def test_check_retraining_compares_on_the_validation_images_with_an_interval(retraining_setup, capsys):
+    reference, dataset = retraining_setup
+    variant = dataclasses.replace(TINY, learning_rate=0.003, time_budget_s=60)
+    comparison = checks.check_retraining(_result(variant), reference, dataset, dataset.split().val[:2])
+    out = capsys.readouterr().out
+    assert "learning_rate 0.001 -> 0.003; yours trained 2 epochs in 3 s, the chapter's B1 3 epochs in 12 s" in out
+    assert "val_dice after epoch 2: yours 0.800, the chapter's 0.650" in out
+    assert "mean Kaggle score on 2 validation images" in out and "95 % bootstrap interval" in out
+    assert "the two trainings ran 2 and 3 epochs" in out
+    assert comparison["setting"] == "learning_rate" and comparison["epochs"] == (2, 3)
+    yours, theirs = comparison["scores"]
+    assert comparison["difference"] == pytest.approx(yours - theirs)
+    low, high = comparison["interval"]
+    assert low <= comparison["difference"] <= high
+
+
+def test_check_retraining_leaves_out_the_validation_loss_when_the_loss_changed(retraining_setup, capsys):
+    reference, dataset = retraining_setup
+    variant = dataclasses.replace(TINY, loss="dice", time_budget_s=60)
+    checks.check_retraining(_result(variant), reference, dataset, dataset.split().val[:2])
+    out = capsys.readouterr().out
+    assert "val_dice after epoch 2" in out and "val_loss after" not in out
+
+
+def test_check_retraining_rejects_test_and_training_images(retraining_setup):
+    reference, dataset = retraining_setup
+    result = _result(dataclasses.replace(TINY, seed=3, time_budget_s=60))
+    split = dataset.split()
+    with pytest.raises(checks.CheckFailed, match=r"1 of the 2 images are test images .*never on test images"):
+        checks.check_retraining(result, reference, dataset, [split.val[0], split.test[0]])
+    with pytest.raises(checks.CheckFailed, match=r"1 of the 1 images are training images"):
+        checks.check_retraining(result, reference, dataset, [split.train[0]])
+
+
+def test_check_retraining_rejects_a_training_without_a_finished_epoch(retraining_setup):
+    reference, dataset = retraining_setup
+    result = _result(dataclasses.replace(TINY, seed=3, time_budget_s=60), epochs=0)
+    with pytest.raises(checks.CheckFailed, match=r"no finished epoch"):
+        checks.check_retraining(result, reference, dataset, dataset.split().val[:2])
+
+
+def test_check_retraining_rejects_two_changed_settings(retraining_setup):
+    reference, dataset = retraining_setup
+    result = _result(dataclasses.replace(TINY, seed=3, learning_rate=0.01, time_budget_s=60))
+    with pytest.raises(checks.CheckFailed, match=r"2 settings differ"):
+        checks.check_retraining(result, reference, dataset, dataset.split().val[:2])
+
+
+def test_check_retraining_says_not_done_yet_without_a_result(retraining_setup):
+    reference, dataset = retraining_setup
+    with pytest.raises(checks.CheckFailed, match=r"^not done yet: retraining: got None"):
+        checks.check_retraining(None, reference, dataset, dataset.split().val)
+
+
+def test_check_changed_config_accepts_other_marker_sizes_but_not_another_target():
+    m3 = config.training_config("M3", "quick")
+    assert checks.check_changed_config(_changed(target_params={"erosion": 1, "border_dilation": 2}, time_budget_s=60), m3)
+    with pytest.raises(checks.CheckFailed, match=r"out_channels 3 -> 1 makes another network"):
+        checks.check_changed_config(_changed(out_channels=1, time_budget_s=60), m3)
+
+
+def test_check_retraining_scores_a_marker_network_in_its_two_network_pipeline(tmp_path, capsys):
+    m3 = config.training_config("M3", "quick", filters=2)
+    reference = _reference(tmp_path / "M3", cfg=m3)
+    dataset = _synthetic_dataset()
+    b1 = unet.build_unet(TINY.blocks, TINY.filters, TINY.out_channels)
+    variant = dataclasses.replace(m3, target_params={"erosion": 1, "border_dilation": 2}, time_budget_s=60)
+    comparison = checks.check_retraining(_result(variant), reference, dataset, dataset.split().val[:2],
+                                         pipeline="M3B1", networks={"B1": b1})
+    out = capsys.readouterr().out
+    assert "mean Kaggle score (M3B1) on 2 validation images" in out
+    assert "val_dice after" not in out and "val_loss after" not in out, "curves of another target do not compare"
+    assert comparison["setting"] == "target_params"

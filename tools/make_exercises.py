@@ -5,12 +5,21 @@ Usage::
     python tools/make_exercises.py OUTDIR            # every chapter of book/
     python tools/make_exercises.py OUTDIR book/03_instance_segmentation.ipynb
 
-Each chapter ends with exercises (markdown cells tagged ``exercise``), each followed by its
-solution (code cells tagged ``solution`` and ``hide-cell``; the rendered book shows them
-collapsed). A teacher hands out the copies this script writes to ``OUTDIR``: the same
-notebooks, under the same names, without the cells tagged ``solution`` and without
-outputs. Every other cell stays as it is, so a copy runs from the top like the chapter,
-with ``nucleitut`` installed.
+Two kinds of work for students carry solutions (code cells tagged ``solution`` and
+``hide-cell``; the rendered book shows them collapsed):
+
+* **tasks** (the DLMBL pattern), where the chapter teaches an idea: a markdown cell tagged
+  ``task`` says what to write, with its inputs and outputs; a code cell tagged ``task``
+  holds the skeleton (signature, docstring, ``...``); the solution cells redefine the
+  function; a check cell hands it to a checker of :mod:`nucleitut.checks`;
+* **exercises** at the end of each chapter: a markdown cell tagged ``exercise`` followed by
+  its solution.
+
+A teacher hands out the copies this script writes to ``OUTDIR``: the same notebooks, under
+the same names, without the cells tagged ``solution`` and without outputs. Every other cell,
+the task skeletons and check cells included, stays as it is. A copy therefore runs from the
+top like the chapter, with ``nucleitut`` installed, until the first check cell, which stops
+with the checker's ``not done yet: ...`` until the student has written the function.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION_TAG = "solution"
+TASK_TAG = "task"
 
 
 def is_solution(cell) -> bool:
@@ -54,7 +64,8 @@ def write_exercises(out_dir: str | Path, chapters: list[Path] | None = None) -> 
         target = out_dir / Path(chapter).name
         nbformat.write(copy, target)
         removed = len(notebook.cells) - len(copy.cells)
-        print(f"{target}: {removed} solution cells removed")
+        tasks = sum(1 for cell in copy.cells if cell.cell_type == "code" and TASK_TAG in cell.get("metadata", {}).get("tags", []))
+        print(f"{target}: {removed} solution cells removed, {tasks} task skeletons kept")
         written.append(target)
     return written
 
