@@ -7,7 +7,7 @@ stages of the pipeline and data flows one way (``tests/test_imports.py`` checks 
     images -> data -> targets -> unet, losses -> training -> predict -> postprocess
            -> metrics, sizing -> pipeline -> evaluation, records -> outputs, finetune, CLI
 
-``config`` holds the paper's Table 3, the three profiles (``quick``, ``cpu``, ``full``) and the
+``config`` holds the paper's Table 3, the profiles (``quick``, ``cpu``, ``full``, ``gpu``) and the
 pipelines. ``nucleitut.segment(image)`` segments your own images with the shipped reference
 networks (:func:`nucleitut.pipeline.segment`; imported on first use, so that
 ``import nucleitut`` stays light).

@@ -175,7 +175,7 @@ class Profile:
 #: Seconds of training per network in the ``gpu`` profile. ``tools/gpu_book.sh`` trains the
 #: six networks the chapters use at once on one GPU (compilation included in these seconds),
 #: runs the chapters, and must end within 8 minutes; see results/README.md for the run.
-GPU_TIME_BUDGET_S = 180.0
+GPU_TIME_BUDGET_S = 120.0
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
