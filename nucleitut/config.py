@@ -458,10 +458,8 @@ def model_dir(network: str, profile: "str | Profile | None" = None, seed: int = 
     chapters use), ``<models>/<profile>/seed<k>/<NET>`` for repeated trainings; ``<models>``
     is ``root`` or :func:`models_dir`.
 
-    >>> import os; os.environ["NUCLEITUT_MODELS"] = "/m"
-    >>> model_dir("m3", "cpu", seed=2).as_posix()
+    >>> model_dir("m3", "cpu", seed=2, root="/m").as_posix()
     '/m/cpu/seed2/M3'
-    >>> del os.environ["NUCLEITUT_MODELS"]
     """
     base = (Path(root).expanduser() if root is not None else models_dir()) / get_profile(profile).name
     return (base if seed == 0 else base / f"seed{seed}") / get_network(network).name
