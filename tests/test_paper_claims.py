@@ -94,7 +94,7 @@ def test_the_book_lessons_follow_as_a_separate_list():
     assert BOOK_HEADING in markdown, f"chapter 7 has no section {BOOK_HEADING!r}"
     assert markdown.index(BOOK_HEADING) > markdown.index(PAPER_HEADING), "the book's lessons come after the paper's list"
     lessons = _plain(_section(markdown, BOOK_HEADING))
-    assert "instead of boundaries" in lessons, "the book's lessons say borders instead of boundaries"
+    assert "instead of boundaries" in lessons, "the book's lessons discuss recommendation 3 (borders instead of boundaries) against the records"
     assert "no clear trend" in lessons, "the lesson on losses keeps the paper's 'no clear trend' (section 3.6)"
 
 
