@@ -43,31 +43,33 @@ __all__ = [
 
 
 def evaluate(
-    pipeline: str,
+    pipeline: "str | Pipeline",
     dataset: "data.Dataset",
     ids: Sequence[str] | None = None,
     tta: bool = False,
     profile: str | None = None,
-    segmenter: Pipeline | None = None,
     verbose: bool = True,
 ) -> dict:
     """Score a pipeline on ``ids`` (default: the test part of the data set's split).
+
+    ``pipeline``: a :class:`nucleitut.pipeline.Pipeline`, or a name whose trained networks
+    :meth:`nucleitut.pipeline.Pipeline.trained` loads.
 
     Returns a JSON-ready record: per-image and mean Kaggle scores, mean precision/recall/F1
     at IoU 0.5 and 0.75, split/merge/missed/spurious totals, the networks' training time per
     crop and epochs, hardware, profile, commit, versions and date.
     """
     records.git_commit()  # the record names the commit of the code as it was when scoring started
-    segmenter = segmenter or Pipeline.trained(pipeline, profile, verbose=verbose)
+    pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.trained(pipeline, profile, verbose=verbose)
     ids = list(ids) if ids is not None else dataset.split().test
-    return _score(segmenter, dataset, ids, tta, lambda image_id: segmenter(dataset.get(image_id)[0], tta=tta), verbose)
+    return _score(pipe, dataset, ids, tta, lambda image_id: pipe(dataset.get(image_id)[0], tta=tta), verbose)
 
 
-def _network_facts(segmenter: Pipeline) -> dict:
+def _network_facts(pipe: Pipeline) -> dict:
     """Training facts of a pipeline's networks, from their saved folders."""
     facts = {}
-    for network in segmenter.spec.networks:
-        directory = config.model_dir(network, segmenter.profile, segmenter.seed, segmenter.root)
+    for network in pipe.spec.networks:
+        directory = config.model_dir(network, pipe.profile, pipe.seed, pipe.root)
         timing = json.loads((directory / "timing.json").read_text()) if (directory / "timing.json").exists() else {}
         cfg = json.loads((directory / "config.json").read_text()) if (directory / "config.json").exists() else {}
         facts[network] = {
@@ -89,13 +91,13 @@ def _network_facts(segmenter: Pipeline) -> dict:
     return facts
 
 
-def _score(segmenter: Pipeline, dataset, ids, tta, labels_of, verbose) -> dict:
+def _score(pipe: Pipeline, dataset, ids, tta, labels_of, verbose) -> dict:
     postprocess_info = {
-        "settings": segmenter.postprocess_settings,
-        "chosen_on": segmenter.chosen_on,
+        "settings": pipe.postprocess_settings,
+        "chosen_on": pipe.chosen_on,
     }
-    return _record(segmenter.name, segmenter.method, tta, segmenter.profile, segmenter.seed,
-                   dataset, ids, labels_of, _network_facts(segmenter), postprocess_info, verbose)
+    return _record(pipe.name, pipe.method, tta, pipe.profile, pipe.seed,
+                   dataset, ids, labels_of, _network_facts(pipe), postprocess_info, verbose)
 
 
 def _record(name, method, tta, profile, seed, dataset, ids, labels_of, networks, postprocess_info, verbose) -> dict:
@@ -136,7 +138,7 @@ def evaluate_classical(dataset: "data.Dataset", ids: Sequence[str] | None = None
 
 
 def tune_postprocessing(
-    segmenter: Pipeline,
+    pipe: Pipeline,
     probs: dict,
     truths: dict,
     grid: dict | None = None,
@@ -149,7 +151,7 @@ def tune_postprocessing(
 
     Parameters
     ----------
-    segmenter : nucleitut.pipeline.Pipeline
+    pipe : nucleitut.pipeline.Pipeline
     probs : dict
         Image id -> ``{network: output}`` as returned by :meth:`nucleitut.pipeline.Pipeline.probabilities`.
     truths : dict
@@ -168,11 +170,11 @@ def tune_postprocessing(
 
     if not probs:
         raise ValueError("tune_postprocessing needs at least one image")
-    grid = grid or config.POSTPROCESS_GRID[segmenter.method]
+    grid = grid or config.POSTPROCESS_GRID[pipe.method]
     names = list(grid)
 
     def mean_score(settings):
-        return float(np.mean([metrics.kaggle_score(truths[i], segmenter.labels_from(probs[i], **settings)) for i in probs]))
+        return float(np.mean([metrics.kaggle_score(truths[i], pipe.labels_from(probs[i], **settings)) for i in probs]))
 
     table = [
         {"settings": dict(zip(names, values)), "score": mean_score(dict(zip(names, values)))}
@@ -182,7 +184,7 @@ def tune_postprocessing(
     return {
         "settings": best["settings"],
         "score": best["score"],
-        "default_score": mean_score(config.POSTPROCESS_DEFAULTS[segmenter.method]),
+        "default_score": mean_score(config.POSTPROCESS_DEFAULTS[pipe.method]),
         "n_images": len(probs),
         "table": table,
     }
@@ -216,11 +218,11 @@ def evaluate_pipelines(
     """
     records.git_commit()  # the records name the commit of the code as it was when scoring started
     shared = as_networks(networks or {}, profile, seed)
-    segmenters = []
+    pipelines = []
     for name in names:
-        segmenters.append(Pipeline.trained(name, profile, seed, reuse=shared, verbose=verbose, root=root))
-        shared.update(segmenters[-1].networks)
-    needed = sorted({network for segmenter in segmenters for network in segmenter.spec.networks})
+        pipelines.append(Pipeline.trained(name, profile, seed, reuse=shared, verbose=verbose, root=root))
+        shared.update(pipelines[-1].networks)
+    needed = sorted({network for pipe in pipelines for network in pipe.spec.networks})
     ids = list(ids) if ids is not None else dataset.split().test
     if tune_on is not None:
         tune_on = list(tune_on)
@@ -238,12 +240,12 @@ def evaluate_pipelines(
         if tune_on is not None:
             tune_probs = outputs(tune_on, tta)
             truths = {i: dataset.get(i)[1] for i in tune_on}
-        for segmenter in segmenters:
-            labels_of = lambda image_id, s=segmenter: s.labels_from(probs[image_id])  # noqa: E731
-            scored.append(_score(segmenter, dataset, ids, tta, labels_of, verbose))
+        for pipe in pipelines:
+            labels_of = lambda image_id, s=pipe: s.labels_from(probs[image_id])  # noqa: E731
+            scored.append(_score(pipe, dataset, ids, tta, labels_of, verbose))
             if tune_on is not None:
-                tuned = tune_postprocessing(segmenter, tune_probs, truths)
-                chosen = segmenter.with_settings(
+                tuned = tune_postprocessing(pipe, tune_probs, truths)
+                chosen = pipe.with_settings(
                     tuned["settings"],
                     f"validation: best mean score over {tuned['n_images']} images "
                     f"({tuned['score']:.3f}; defaults {tuned['default_score']:.3f})",
