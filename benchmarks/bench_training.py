@@ -114,12 +114,14 @@ def main() -> None:
         return
     dataset = data.load_dataset("sample", verbose=False)
     print(f"backend {keras.backend.backend()}, devices {config.available_devices() or ['cpu']}")
-    rows = [("B1 quick (3 blocks F=16, 128x128)", config.training_config("B1", "quick"), 20),
-            ("M3 quick (3 blocks F=16, 128x128)", config.training_config("M3", "quick", augmentation="a"), 20),
-            ("M7 quick (4 blocks F=8, 128x128)", config.training_config("M7", "quick", augmentation="a"), 20)]
+    rows = [(config.training_config("B1", "quick"), 20),
+            (config.training_config("M3", "quick", augmentation="a"), 20),
+            (config.training_config("M7", "quick", augmentation="a"), 20)]
     if not args.quick:
-        rows += [("B1 full (4 blocks F=64, 256x256)", config.training_config("B1", "full", mixed_precision=False), 3),
-                 ("B5 full (5 blocks F=32, 256x256)", config.training_config("B5", "full", mixed_precision=False), 3)]
+        rows += [(config.training_config("B1", "full", mixed_precision=False), 3),
+                 (config.training_config("B5", "full", mixed_precision=False), 3)]
+    rows = [(f"{cfg.network} {cfg.profile} ({cfg.blocks} blocks F={cfg.filters}, {cfg.crop_size}x{cfg.crop_size})", cfg, steps)
+            for cfg, steps in rows]
     print(f"{'network':38s} {'train ms/crop':>14s} {'pipeline crops/s':>17s} {'pipeline / model':>17s}")
     for name, cfg, steps in rows:
         ms = time_training(cfg, steps)

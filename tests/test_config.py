@@ -50,7 +50,7 @@ def test_table3_and_profiles_are_data():
     assert (full.beta_1, full.beta_2, full.amsgrad) == (0.9, 0.99, True)
     assert (full.batch_size, full.early_stopping_patience, full.plateau_patience, full.plateau_factor) == (8, 10, 5, 0.25)
     quick = config.training_config("B1", "quick")
-    assert (quick.blocks, quick.filters, quick.crop_size, quick.learning_rate) == (3, 16, 128, 1e-3)
+    assert (quick.blocks, quick.filters, quick.crop_size, quick.learning_rate) == (3, 8, 128, 1e-3)
     cpu = config.training_config("M3", "cpu")
     assert (cpu.blocks, cpu.filters, cpu.max_epochs, cpu.time_budget_s, config.get_profile("cpu").data) == (4, 16, 8, None, "full")
     assert (cpu.lr_schedule, full.lr_schedule, quick.lr_schedule) == ("cosine", "paper", "paper")
