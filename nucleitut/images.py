@@ -23,8 +23,9 @@ follows:
   division by 65535 would give black images); a constant image becomes black;
 * floats in [0, 1] are multiplied by 255 and rounded, other floats rescaled from [min, max].
 
-Intensities for the networks (:func:`prepare_image`): bright 8-bit images follow the rules
-above; 16-bit, float and very dim 8-bit images are first stretched between their 1st and
+Intensities for the networks (:func:`prepare_image`): 8-bit images like those of BBBC038v1
+follow the rules above; 16-bit, float and dim, offset or low-contrast 8-bit images
+(:func:`needs_stretch`) are first stretched between their 1st and
 99.8th percentiles (:func:`percentile_stretch`), so that a few hot pixels do not darken the
 whole image; a grey image with a dark background (fluorescence) then goes to the grey levels of
 the fluorescence training images (:data:`FLUORESCENCE_LEVELS`).
@@ -53,6 +54,9 @@ __all__ = [
     "PERCENTILES",
     "FLUORESCENCE_LEVELS",
     "DIM_LEVEL",
+    "OFFSET_LEVEL",
+    "CONTRAST_LEVEL",
+    "needs_stretch",
     "MIN_SIDE",
     "IMAGE_SUFFIXES",
 ]
@@ -65,6 +69,15 @@ PERCENTILES = (1.0, 99.8)
 #: This project's choice: the darkest of the 664 BBBC038v1 images reaches 16 at its 99.8th
 #: percentile, so no image of the data set the networks were trained and scored on changes.
 DIM_LEVEL = 12
+#: A grey 8-bit image with a dark background whose 1st percentile (its background) lies above
+#: this is stretched like a 16-bit one: the brightest background among the 541 fluorescence
+#: images of BBBC038v1 (all splits, :func:`image_type`) sits at 24, so no image of the data
+#: set changes. This project's choice, for other labs' images with a background offset (issue
+#: 31: such low-contrast images were segmented badly as they were).
+OFFSET_LEVEL = 24
+#: ... and so is one whose range (99.8th minus 1st percentile) lies below this: the smallest
+#: range among the same 541 images is 15.
+CONTRAST_LEVEL = 15
 #: Grey levels that the 1st and 99.8th percentiles of a stretched grey image with a dark
 #: background (fluorescence) are mapped to: the medians of those percentiles over the 346
 #: fluorescence images among the 435 training images of BBBC038v1 (3 and 88; measured with
@@ -283,8 +296,8 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
     Intensities (``normalize``):
 
     * ``"auto"`` (default): ``uint8`` (and boolean) images stay as they are unless they are
-      dim (99.8th percentile below :data:`DIM_LEVEL`); every other dtype and dim images are
-      stretched by :func:`percentile_stretch` (1st and 99.8th percentiles to 0 and 255);
+      dim, or grey with an offset background or low contrast (:func:`needs_stretch`); every
+      other dtype and those 8-bit images are stretched by :func:`percentile_stretch` (1st and 99.8th percentiles to 0 and 255);
       a grey image whose stretched background (median) is dark is then mapped to the
       fluorescence training images' levels, :data:`FLUORESCENCE_LEVELS`;
     * ``"always"`` (or True): every image is stretched;
@@ -338,7 +351,7 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
     if image.min() == image.max():
         raise DataError(f"{name}: constant image (every pixel {image.flat[0]}): nothing to segment")
     eight_bit = image.dtype in (np.uint8, np.bool_)
-    if mode == "never" or (mode == "auto" and eight_bit and np.percentile(image, PERCENTILES[1]) >= DIM_LEVEL):
+    if mode == "never" or (mode == "auto" and eight_bit and not needs_stretch(image)):
         how = "as is (8-bit)" if eight_bit else "min-max (no normalisation)"
         return to_rgb_uint8(image, name), how
     try:
@@ -354,6 +367,26 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
         stretched = np.round(low + stretched.astype(np.float64) * ((high - low) / 255)).astype(np.uint8)
         how += f" to {low}-{high}"
     return to_rgb_uint8(stretched, name), how
+
+
+def needs_stretch(image: np.ndarray) -> bool:
+    """Whether ``prepare_image(normalize='auto')`` stretches an 8-bit image by its percentiles.
+
+    Yes when it is dim (99.8th percentile below :data:`DIM_LEVEL`) or, for a grey image with a
+    dark background (median below 128, fluorescence-like), when its background is offset
+    (1st percentile above :data:`OFFSET_LEVEL`) or its contrast is low (99.8th minus 1st
+    percentile below :data:`CONTRAST_LEVEL`). No image of BBBC038v1 meets any of these, so the
+    images the networks learned from go to them as they are.
+
+    >>> background = np.full((32, 32), 30, np.uint8); background[8:16, 8:16] = 60
+    >>> needs_stretch(background), needs_stretch(background - 25), needs_stretch(np.clip(background * 3 - 85, 0, 255).astype(np.uint8))
+    (True, False, False)
+    """
+    low, high = np.percentile(image, PERCENTILES)
+    if high < DIM_LEVEL:
+        return True
+    grey = image.ndim == 2 or bool((image == image[..., :1]).all())
+    return bool(grey and np.median(image) < 128 and (low > OFFSET_LEVEL or high - low < CONTRAST_LEVEL))
 
 
 # --------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Tests of nucleitut.images: reading image files and the rules that turn them into RGB uint8."""
 
+import os
 import struct
 import zlib
 
@@ -84,3 +85,31 @@ def test_broken_and_missing_files_are_named(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(images.DataError, match="stack.tif: a stack or multi-page TIFF"):
         images.to_rgb_uint8(images.read_input(tmp_path / "stack.tif"))
+
+
+def test_auto_rule_stretches_dim_offset_and_low_contrast_grey_images_only():
+    rng = np.random.default_rng(0)
+    nuclei = np.zeros((64, 64), np.uint8)
+    nuclei[10:30, 10:30] = 200
+    nuclei[40:60, 35:55] = 150
+    nuclei = np.clip(nuclei + rng.integers(0, 10, nuclei.shape), 0, 255).astype(np.uint8)
+    assert not images.needs_stretch(nuclei)
+    offset = (40 + nuclei * 0.2).astype(np.uint8)  # background 40-42, nuclei 70-80
+    flat = (nuclei * 0.05).astype(np.uint8)  # range 10, above the dim level
+    assert images.needs_stretch(offset) and images.needs_stretch(flat)
+    assert images.needs_stretch((nuclei * 0.03).astype(np.uint8))  # dim
+    # Bright-field and tissue-like images (bright background) are never stretched by it.
+    assert not images.needs_stretch(255 - flat)
+    rgb, how = images.prepare_image(offset)
+    assert how == "percentiles 1-99.8 to 3-88" and rgb.max() == images.FLUORESCENCE_LEVELS[1]
+    assert images.prepare_image(nuclei)[1] == "as is (8-bit)"
+
+
+@pytest.mark.fulldata
+@pytest.mark.skipif(not os.environ.get("NUCLEITUT_DATA"), reason="NUCLEITUT_DATA does not point at the full data set")
+def test_no_image_of_the_data_set_is_stretched_by_the_auto_rule():
+    from nucleitut import data
+
+    dataset = data.load_dataset(os.environ["NUCLEITUT_DATA"], verbose=False)
+    stretched = [i for i in dataset.ids if images.needs_stretch(dataset.get(i)[0])]
+    assert stretched == [], f"{len(stretched)} BBBC038v1 images would change: {stretched[:3]}"
