@@ -104,7 +104,9 @@ class Segmentation:
     labels: np.ndarray  #: int32 (H, W), 0 = background, nuclei 1..n
     name: str
     diameter: float | None  #: typical nucleus diameter in the image's pixels (estimated or given)
-    diameter_source: str  #: 'estimated', 'given', 'given scale', 'not estimated' or 'no nuclei found'
+    #: 'estimated', 'given', 'given scale', 'not estimated', 'no nuclei found' or, for an
+    #: estimate not used (the image is segmented at its own size), 'not trusted: ...' with why
+    diameter_source: str
     scale: float  #: factor the image was rescaled by before the networks
     intensity: str  #: what :func:`nucleitut.images.prepare_image` did
     seconds: float  #: the whole segmentation
@@ -392,7 +394,7 @@ class Pipeline:
         elif options.size:
             estimate = sizing.estimate_diameter(rgb, self.foreground, self.training_diameter, band=self.size_band)
             diameter, scale = estimate.diameter, estimate.scale
-            source = "estimated" if diameter is not None else "no nuclei found"
+            source = estimate.untrusted or ("estimated" if diameter is not None else "no nuclei found")
             # The estimate's first pass over the image as it is is one of the segmentation's
             # views when the image is not rescaled: reused, not predicted again.
             known = estimate.native_outputs if scale == 1.0 else None

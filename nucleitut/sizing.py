@@ -36,6 +36,7 @@ __all__ = [
     "SCALE_TOLERANCE",
     "TRAINING_SIZE_BAND",
     "SECOND_PASS_DISAGREEMENT",
+    "UNTRUSTED_DISAGREEMENT",
     "PROBE_SCALES",
     "MIN_PROBE_DIAMETER",
     "combine_probes",
@@ -52,6 +53,14 @@ SCALE_RANGE = (0.1, 4.0)
 SCALE_TOLERANCE = 1.1
 #: :func:`estimate_diameter` trusts its second pass over the first beyond this factor.
 SECOND_PASS_DISAGREEMENT = 1.25
+#: ... and trusts neither beyond this one: the image is then segmented at its own size. This
+#: project's choice, made on 30 validation images as they are, halved, thirded, blurred and
+#: with Gaussian noise (150 estimates; ``experiments/size_trust.py``,
+#: experiments/results/size_trust_validation.json): of the 7 second passes that disagreed by
+#: more than 1.75, 6 were 2.5 to 22 times off the true diameter (a noisy image would have been
+#: enlarged 4x, halved tissue shrunk to a tenth) and their first passes 1.25 to 7 times in 5;
+#: of the 15 that disagreed by 1.25 to 1.75, 10 were closer to the truth than the first pass.
+UNTRUSTED_DISAGREEMENT = 1.75
 #: Scales at which :func:`estimate_diameter` measures the nuclei (shrunk probes are cheap:
 #: a quarter and a sixteenth of the native pass).
 PROBE_SCALES = (1.0, 0.5, 0.25)
@@ -280,10 +289,12 @@ class SizeEstimate:
     """What :func:`estimate_diameter` found."""
 
     diameter: float | None  #: typical nucleus diameter in the image's pixels; None: no nuclei found
-    scale: float  #: :func:`scale_for` of the diameter (1 within the band)
+    scale: float  #: :func:`scale_for` of the diameter (1 within the band, or when not trusted)
     #: The first pass's network output for the whole image as it is, by network (None for a
     #: large image measured in windows): the segmentation reuses it when it does not rescale.
     native_outputs: dict | None = None
+    #: Why the estimate is not used (the image is segmented at its own size); None when it is.
+    untrusted: str | None = None
 
 
 #: A pipeline's cheap first pass: an RGB ``uint8`` image in, its foreground mask and the
@@ -304,7 +315,10 @@ def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
     vanish in the shrunk probes) the native probe alone. When the estimate asks for
     rescaling, a second pass at the new scale measures again: a network sees nuclei of
     training size best, so when the two disagree by more than
-    :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used. An image with a
+    :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used; when they
+    disagree by more than :data:`UNTRUSTED_DISAGREEMENT` neither is trusted (noise or texture
+    taken for nuclei) and the scale is 1: a wrong estimate cannot enlarge an image several
+    times and cost many times its time. An image with a
     side over twice :data:`ESTIMATE_WINDOW` is measured in four windows of that size
     (:func:`estimate_windows`), and the median of their estimates is the image's, so the
     estimate costs the same for every large image.
@@ -322,16 +336,19 @@ def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
     Returns
     -------
     SizeEstimate
-        ``diameter`` None when the native probe finds no nuclei (the image is then not rescaled).
+        ``diameter`` None when the native probe finds no nuclei; ``untrusted`` says why an
+        estimate is not used. In both cases the scale is 1.
     """
     native = None
     if max(image.shape[:2]) > 2 * ESTIMATE_WINDOW:
-        found = [d for d in (_estimate(window, foreground, target)[0] for window in estimate_windows(image)) if d is not None]
+        windows = [_estimate(window, foreground, target) for window in estimate_windows(image)]
+        found = [d for d, _, untrusted in windows if d is not None and untrusted is None]
         diameter = float(np.median(found)) if found else None
+        untrusted = next((u for d, _, u in windows if u is not None), None) if not found else None
     else:
-        diameter, native = _estimate(image, foreground, target)
-    if diameter is None:
-        return SizeEstimate(None, 1.0, native)
+        diameter, native, untrusted = _estimate(image, foreground, target)
+    if diameter is None or untrusted is not None:
+        return SizeEstimate(diameter, 1.0, native, untrusted)
     return SizeEstimate(diameter, scale_for(diameter, target, band), native)
 
 
@@ -353,9 +370,9 @@ def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndar
     return windows
 
 
-def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple[float | None, dict]:
+def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple[float | None, dict, str | None]:
     """The probes and the second pass of :func:`estimate_diameter` on one image; also the
-    native probe's network output."""
+    native probe's network output and why the estimate is not trusted (None: trusted)."""
     measured, native = {}, {}
     for probe in PROBE_SCALES:
         if probe == 1.0 or min(image.shape[:2]) * probe >= MIN_PROBE_SIDE:
@@ -365,10 +382,15 @@ def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple
                 native = outputs
     diameter = combine_probes(measured)
     if diameter is None:
-        return None, native
+        return None, native, None
     scale = scale_for(diameter, target, band=None)
     if scale != 1.0:  # the second pass looks again at the size the probes suggest
         second = typical_diameter(foreground(rescale_image(image, scale, order=1))[0])
-        if second is not None and not 1 / SECOND_PASS_DISAGREEMENT <= (second / scale) / diameter <= SECOND_PASS_DISAGREEMENT:
-            diameter = second / scale
-    return diameter, native
+        if second is not None:
+            ratio = max(second / scale / diameter, diameter * scale / second)
+            if ratio > UNTRUSTED_DISAGREEMENT:
+                return diameter, native, (f"not trusted: {diameter:.1f} px, and {second / scale:.1f} px "
+                                          f"when looked at {scale:.2g}x (over {UNTRUSTED_DISAGREEMENT}x apart)")
+            if ratio > SECOND_PASS_DISAGREEMENT:
+                diameter = second / scale
+    return diameter, native, None

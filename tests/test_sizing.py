@@ -107,6 +107,28 @@ def test_size_estimate_within_the_band_keeps_the_scale_and_without_nuclei_says_s
     assert empty.diameter is None and empty.scale == 1.0 and set(empty.native_outputs) == {"B1"}
 
 
+def test_an_estimate_whose_second_pass_disagrees_far_is_not_trusted():
+    image, _ = discs_image(9, shape=(256, 256))
+    rgb = np.dstack([image] * 3)
+    pipe = brightness_pipeline()
+
+    def second_pass_sees(size):
+        """The pipeline's first pass, except that an enlarged image shows discs of ``size`` px."""
+        def foreground(view):
+            if view.shape[0] <= rgb.shape[0]:
+                return pipe.foreground(view)
+            return pipe.foreground(np.dstack([discs_image(size, shape=view.shape[:2])[0]] * 3))
+        return foreground
+
+    agreeing = sizing.estimate_diameter(rgb, second_pass_sees(13), pipe.training_diameter)
+    assert agreeing.untrusted is None and agreeing.scale > 1.2
+    # 9 px at the native scale, but 3 px in the image's pixels at the enlarged one: noise
+    scale = sizing.scale_for(agreeing.diameter, pipe.training_diameter, band=None)
+    far = sizing.estimate_diameter(rgb, second_pass_sees(round(3 * scale)), pipe.training_diameter)
+    assert far.scale == 1.0 and far.untrusted.startswith("not trusted") and far.diameter == pytest.approx(9, abs=1)
+    assert set(far.native_outputs) == {"B1"}  # reused by the segmentation at the native scale
+
+
 def test_the_size_of_a_large_image_is_estimated_in_four_windows():
     image, _ = discs_image(31, shape=(2200, 2300))
     rgb = np.dstack([image] * 3)
