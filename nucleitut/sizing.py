@@ -58,7 +58,7 @@ SECOND_PASS_DISAGREEMENT = 1.25
 #: with Gaussian noise (150 estimates; ``experiments/size_trust.py``,
 #: experiments/results/size_trust_validation.json): of the 7 second passes that disagreed by
 #: more than 1.75, 6 were 2.5 to 22 times off the true diameter (a noisy image would have been
-#: enlarged 4x, halved tissue shrunk to a tenth) and their first passes 1.25 to 7 times in 5;
+#: enlarged 4x, halved tissue shrunk to a tenth), and 6 of their first passes 1.25 to 7 times;
 #: of the 15 that disagreed by 1.25 to 1.75, 10 were closer to the truth than the first pass.
 UNTRUSTED_DISAGREEMENT = 1.75
 #: Scales at which :func:`estimate_diameter` measures the nuclei (shrunk probes are cheap:
