@@ -313,13 +313,15 @@ def test_a_uint8_image_normalised_tile_by_tile_predicts_exactly_as_normalised_wh
     model = training.load_network(directory).model
     image = np.random.default_rng(1).integers(0, 255, (300, 280, 3), dtype=np.uint8)  # several tiles
     multiple = unet.required_multiple(cfg.blocks)
-    whole = predict.tta_predict(lambda x: predict.predict_image(model, x, overlap=32, multiple=multiple),
+    whole = predict.tta_predict(lambda x: predict.predict_image(model, x, tile_size=128, overlap=32, multiple=multiple,
+                                                                batch_pixels=predict.BATCH_PIXELS),
                                 data.normalize(image))
-    assert np.array_equal(predict.predict_probabilities(model, image, tta=True), whole)
-    plain = predict.predict_image(model, data.normalize(image), overlap=32, multiple=multiple)
-    assert np.array_equal(predict.predict_probabilities(model, image), plain)
+    assert np.array_equal(predict.predict_probabilities(model, image, tta=True, tile_size=128), whole)
+    plain = predict.predict_image(model, data.normalize(image), tile_size=128, overlap=32, multiple=multiple,
+                                  batch_pixels=predict.BATCH_PIXELS)
+    assert np.array_equal(predict.predict_probabilities(model, image, tile_size=128), plain)
     # 0..255 values in another dtype take the whole-image path, with the same result.
-    assert np.array_equal(predict.predict_probabilities(model, image.astype(np.float32)), plain)
+    assert np.array_equal(predict.predict_probabilities(model, image.astype(np.float32), tile_size=128), plain)
 
 
 def test_tta_uses_views_already_predicted_instead_of_predicting_them_again():
@@ -338,3 +340,25 @@ def test_tta_uses_views_already_predicted_instead_of_predicting_them_again():
     assert np.array_equal(reused, full)
     # a known view is used as given (here a wrong one, which changes the fused result)
     assert not np.array_equal(predict.tta_predict(fn, image, known={"identity": np.zeros((6, 8, 3), np.float32)}), full)
+
+
+def test_large_tiles_go_in_smaller_batches_and_short_batches_are_padded():
+    shapes = []
+
+    def record(batch):
+        shapes.append(batch.shape)
+        return per_pixel_batch(batch)
+
+    image = np.random.default_rng(7).random((100, 100, 2), dtype=np.float32)
+    result = predict.predict_tiled(record, image, tile_size=64, overlap=8, multiple=16, batch_size=8,
+                                   batch_pixels=2 * 64 * 64, pad_batches=True)
+    np.testing.assert_allclose(result, per_pixel_batch(image[None])[0], atol=1e-6)
+    # 108 px with 4 px margins: 2 tiles of 64 per axis (not 3), 4 tiles in batches of 2
+    assert shapes == [(2, 64, 64, 2)] * 2
+    shapes.clear()
+    short = predict.predict_tiled(record, image[:60], tile_size=64, overlap=8, multiple=16, batch_size=8,
+                                  batch_pixels=3 * 48 * 64, pad_batches=True)
+    np.testing.assert_allclose(short, per_pixel_batch(image[None, :60])[0], atol=1e-6)
+    # 68 rows: 2 tiles of 48 (as equal as the multiple allows); 4 tiles in batches of 3, the
+    # last one padded from 1 to 3
+    assert shapes == [(3, 48, 64, 2)] * 2
