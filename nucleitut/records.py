@@ -936,6 +936,42 @@ def large_images(folder: str | os.PathLike | None = None) -> dict:
             "cpu": run["hardware"]["cpu"], "cpu_cores": run["hardware"]["cpu_cores"], "commit": run["commit"]}
 
 
+def robustness(folder: str | os.PathLike | None = None) -> dict:
+    """The test images perturbed as other people's images differ, segmented by the shipped
+    reference pipeline with this project's handling before and after its robustness rules
+    (``benchmarks/bench_robustness.py``: ``robustness_before.json``, ``robustness.json``).
+
+    Returns
+    -------
+    dict
+        ``perturbations``: name -> ``why`` (the strength and why it is realistic), ``n`` (the
+        images both runs scored), ``native_before``, ``native_after``, ``before``, ``after``
+        (mean Kaggle scores on those images), ``drop_after`` (native minus perturbed, after),
+        ``max_time_ratio_after`` (the slowest image's time over its native time) and
+        ``n_after`` with ``drop_after_all`` (on every image the later run scored);
+        ``before`` and ``after``: ``commit``, ``date``, ``n_images``, ``cpu``.
+    """
+    runs = {"before": read_benchmark("robustness_before.json", folder), "after": read_benchmark("robustness.json", folder)}
+    out = {when: {"commit": run["commit"], "date": run["date"], "n_images": run["n_images"],
+                  "cpu": run["hardware"]["cpu"]} for when, run in runs.items()}
+    out["perturbations"] = {}
+    for name, why in runs["after"]["perturbations"].items():
+        if name not in runs["before"]["rows"] or name not in runs["after"]["rows"]:
+            continue
+        by_id = {when: {r["id"]: r["score"] for r in run["rows"][name]} for when, run in runs.items()}
+        native = {when: {r["id"]: r["score"] for r in run["rows"]["native"]} for when, run in runs.items()}
+        common = sorted(set(by_id["before"]) & set(by_id["after"]))
+        summary = runs["after"]["summary"][name]
+        out["perturbations"][name] = {
+            "why": why["why"], "n": len(common),
+            **{f"native_{when}": float(np.mean([native[when][i] for i in common])) for when in runs},
+            **{when: float(np.mean([by_id[when][i] for i in common])) for when in runs},
+            "n_after": summary["n"], "drop_after_all": summary["drop"], "max_time_ratio_after": summary["max_time_ratio"],
+        }
+        out["perturbations"][name]["drop_after"] = out["perturbations"][name]["native_after"] - out["perturbations"][name]["after"]
+    return out
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A Markdown table (show it with ``IPython.display.Markdown``); cells as given, ``str()``-ed.
 
@@ -949,7 +985,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
-__all__ += ["read_benchmark", "size_handling", "finetune_tissue", "FINETUNE_TISSUE_RUNS", "large_images", "markdown_table"]
+__all__ += ["read_benchmark", "size_handling", "finetune_tissue", "FINETUNE_TISSUE_RUNS", "large_images", "robustness",
+            "markdown_table"]
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

@@ -587,7 +587,7 @@ def test_check_changed_config_rejects_a_change_that_makes_another_network():
 @pytest.mark.parametrize("budget", [None, 600, 0])
 def test_check_changed_config_rejects_a_training_longer_than_two_minutes(budget):
     with pytest.raises(checks.CheckFailed, match=r"time_budget_s is .*at most 120 s"):
-        checks.check_changed_config(_changed(filters=8, time_budget_s=budget), B1)
+        checks.check_changed_config(_changed(filters=4, time_budget_s=budget), B1)
 
 
 def test_check_changed_config_rejects_an_unknown_loss_and_a_non_positive_learning_rate():

@@ -263,3 +263,23 @@ def test_stored_records_hold_no_machine_paths():
         text = path.read_text()
         for marker in ("/work/", "/home/", "/root/", "/tmp/", "C:\\\\"):
             assert marker not in text, f"{path}: contains a machine path ({marker})"
+
+
+def test_robustness_compares_before_and_after_on_the_images_both_scored(tmp_path):
+    def run(commit, scores):
+        rows = {name: [{"id": i, "score": s} for i, s in by_id.items()] for name, by_id in scores.items()}
+        summary = {name: {"n": len(v), "drop": 0.5, "max_time_ratio": 1.5} for name, v in scores.items()}
+        return {"commit": commit, "date": "2026-12-07", "n_images": len(scores["native"]), "hardware": {"cpu": "x"},
+                "perturbations": {"dim": {"why": "darker"}, "jpeg": {"why": "web"}}, "rows": rows, "summary": summary}
+
+    before = run("a", {"native": {"i1": 0.6, "i2": 0.4}, "dim": {"i1": 0.1, "i2": 0.3}})
+    after = run("b", {"native": {"i1": 0.6, "i2": 0.4, "i3": 0.9}, "dim": {"i1": 0.5, "i2": 0.4, "i3": 0.0},
+                      "jpeg": {"i1": 0.6, "i2": 0.4, "i3": 0.9}})
+    (tmp_path / "robustness_before.json").write_text(json.dumps(before))
+    (tmp_path / "robustness.json").write_text(json.dumps(after))
+    found = records.robustness(tmp_path)
+    assert list(found["perturbations"]) == ["dim"]  # jpeg: not in the earlier run
+    dim = found["perturbations"]["dim"]
+    assert dim["n"] == 2 and dim["before"] == pytest.approx(0.2) and dim["after"] == pytest.approx(0.45)
+    assert dim["native_after"] == pytest.approx(0.5) and dim["drop_after"] == pytest.approx(0.05)
+    assert dim["n_after"] == 3 and found["before"]["commit"] == "a" and found["after"]["n_images"] == 3
