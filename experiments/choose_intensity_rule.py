@@ -12,6 +12,9 @@ dim), segmented by the reference pipeline (no TTA, size estimate on) after each 
   percentile) lies above the brightest background of the data set's fluorescence images (24)
   or whose range (99.8th - 1st percentile) lies below its smallest (15);
 * ``always``: every image stretched by its percentiles (``normalize='always'``);
+* ``fluorescence``: every grey image with a dark background stretched (to the fluorescence
+  levels), other images as ``today``; ``fluorescence-colour``: also colour images whose range
+  lies below the smallest among BBBC038v1's colour images (67);
 * ``levels+invert`` and ``always+invert``: the same after inverting grey images with a
   bright background (median above 127), so that dark nuclei on a bright background look
   like fluorescence; for these also the 16 grey bright-background images of the training
@@ -50,7 +53,12 @@ def decide(rule: str, image: np.ndarray) -> tuple[str, bool]:
     low, high = np.percentile(image, [1, 99.8])
     if high < 12:
         return "always", invert
-    if base == "levels" and is_grey(image) and np.median(image) < 128 and (low > 24 or high - low < 15):
+    dark_grey = is_grey(image) and np.median(image) < 128
+    if base == "levels" and dark_grey and (low > 24 or high - low < 15):
+        return "always", invert
+    if base in ("fluorescence", "fluorescence-colour") and dark_grey:
+        return "always", invert
+    if base == "fluorescence-colour" and not is_grey(image) and high - low < 67:
         return "always", invert
     return "never", invert
 
@@ -77,7 +85,7 @@ def main(argv=None):
     # networks learned them as they are, so inverting them must at least not cost much.
     bright = [i for i in dataset.split().train + val if images.image_type(dataset.get(i)[0]) == "bright-field"]
     result["bright_field"] = {"images": bright, "scores": {}}
-    for rule in ("today", "levels+invert"):
+    for rule in [r for r in ("today", "levels+invert") if r in args.rules]:
         scores = []
         for image_id in bright:
             image, truth = dataset.get(image_id)

@@ -56,6 +56,7 @@ __all__ = [
     "DIM_LEVEL",
     "OFFSET_LEVEL",
     "CONTRAST_LEVEL",
+    "COLOUR_CONTRAST_LEVEL",
     "needs_stretch",
     "MIN_SIDE",
     "IMAGE_SUFFIXES",
@@ -82,6 +83,14 @@ OFFSET_LEVEL = 24
 #: ... and so is one whose range (99.8th minus 1st percentile) lies below this: the smallest
 #: range among the same 541 images is 15.
 CONTRAST_LEVEL = 15
+#: A colour 8-bit image (stained tissue) whose range lies below this is stretched too: the
+#: smallest range among the 107 colour images of BBBC038v1 is 67. On 30 validation images
+#: (14 of them tissue) dimmed to a tenth, reference pipeline without TTA: 0.300 with this rule
+#: and the two above, 0.192 with those two alone, 0.188 with neither; the images as they are
+#: keep 0.4385 (``experiments/choose_intensity_rule.py``, ``intensity_rule_validation_dim.json``).
+#: Stretching every fluorescence-like image as well (not only offset or low-contrast ones) cost
+#: its images as they are 0.012 there, so it is not done.
+COLOUR_CONTRAST_LEVEL = 67
 #: Grey levels that the 1st and 99.8th percentiles of a stretched grey image with a dark
 #: background (fluorescence) are mapped to: the medians of those percentiles over the 346
 #: fluorescence images among the 435 training images of BBBC038v1 (3 and 88; measured with
@@ -300,7 +309,8 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
     Intensities (``normalize``):
 
     * ``"auto"`` (default): ``uint8`` (and boolean) images stay as they are unless they are
-      dim, or grey with an offset background or low contrast (:func:`needs_stretch`); every
+      dim, grey with an offset background or low contrast, or colour with low contrast
+      (:func:`needs_stretch`); every
       other dtype and those 8-bit images are stretched by :func:`percentile_stretch` (1st and 99.8th percentiles to 0 and 255);
       a grey image whose stretched background (median) is dark is then mapped to the
       fluorescence training images' levels, :data:`FLUORESCENCE_LEVELS`;
@@ -376,11 +386,12 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
 def needs_stretch(image: np.ndarray) -> bool:
     """Whether ``prepare_image(normalize='auto')`` stretches an 8-bit image by its percentiles.
 
-    Yes when it is dim (99.8th percentile below :data:`DIM_LEVEL`) or, for a grey image with a
+    Yes when it is dim (99.8th percentile below :data:`DIM_LEVEL`); for a grey image with a
     dark background (median below 128, fluorescence-like), when its background is offset
     (1st percentile above :data:`OFFSET_LEVEL`) or its contrast is low (99.8th minus 1st
-    percentile below :data:`CONTRAST_LEVEL`). No image of BBBC038v1 meets any of these, so the
-    images the networks learned from go to them as they are.
+    percentile below :data:`CONTRAST_LEVEL`); for a colour image, when its contrast is below
+    :data:`COLOUR_CONTRAST_LEVEL`. No image of BBBC038v1 meets any of these, so the images
+    the networks learned from go to them as they are.
 
     >>> background = np.full((32, 32), 30, np.uint8); background[8:16, 8:16] = 60
     >>> needs_stretch(background), needs_stretch(background - 25), needs_stretch(np.clip(background * 3 - 85, 0, 255).astype(np.uint8))
@@ -390,7 +401,9 @@ def needs_stretch(image: np.ndarray) -> bool:
     if high < DIM_LEVEL:
         return True
     grey = image.ndim == 2 or bool((image == image[..., :1]).all())
-    return bool(grey and np.median(image) < 128 and (low > OFFSET_LEVEL or high - low < CONTRAST_LEVEL))
+    if not grey:
+        return bool(high - low < COLOUR_CONTRAST_LEVEL)
+    return bool(np.median(image) < 128 and (low > OFFSET_LEVEL or high - low < CONTRAST_LEVEL))
 
 
 # --------------------------------------------------------------------------------------

@@ -98,8 +98,11 @@ def test_auto_rule_stretches_dim_offset_and_low_contrast_grey_images_only():
     flat = (nuclei * 0.05).astype(np.uint8)  # range 10, above the dim level
     assert images.needs_stretch(offset) and images.needs_stretch(flat)
     assert images.needs_stretch((nuclei * 0.03).astype(np.uint8))  # dim
-    # Bright-field and tissue-like images (bright background) are never stretched by it.
+    # Grey images with a bright background (bright-field) are never stretched by it; colour
+    # ones when their contrast is low.
     assert not images.needs_stretch(255 - flat)
+    tissue = np.stack([255 - nuclei // 2, 255 - nuclei, 255 - nuclei // 3], axis=-1).astype(np.uint8)
+    assert not images.needs_stretch(tissue) and images.needs_stretch((tissue * 0.1).astype(np.uint8))
     rgb, how = images.prepare_image(offset)
     assert how == "percentiles 1-99.8 to 3-88" and rgb.max() == images.FLUORESCENCE_LEVELS[1]
     assert images.prepare_image(nuclei)[1] == "as is (8-bit)"
