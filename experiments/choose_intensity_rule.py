@@ -33,7 +33,7 @@ import numpy as np
 
 # The perturbations of the robustness benchmark at the commit this script was added with.
 from benchmarks.bench_robustness import PERTURBATIONS
-from experiments.common import stratified
+from experiments.common import reference_on_validation
 
 CONDITIONS = ("native", "dim", "low_contrast", "inverted", "enlarged_dim")
 
@@ -70,14 +70,10 @@ def main(argv=None):
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     parser.add_argument("--out", default="experiments/results/intensity_rule_validation.json")
     args = parser.parse_args(argv)
-    from nucleitut import data, images, metrics, records
-    from nucleitut.pipeline import Pipeline
+    from nucleitut import images, metrics, records
 
-    pipeline = Pipeline.reference()
-    dataset = data.load_dataset(profile="full")
+    pipeline, dataset, kinds, ids = reference_on_validation(args.limit)
     val = dataset.split().val
-    kinds = {i: images.image_type(dataset.get(i)[0]) for i in val}
-    ids = stratified(val, kinds, args.limit)
     cache, result = {}, {"command": "python -m experiments.choose_intensity_rule " + " ".join(argv if argv is not None else sys.argv[1:]), "n_images": len(ids), "images": ids,
                          "types": {k: sum(kinds[i] == k for i in ids) for k in sorted(set(kinds.values()))},
                          **records.environment(), "scores": {}, "seconds": {}}

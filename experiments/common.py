@@ -116,3 +116,17 @@ def library():
         image_type = data.image_type
     load_networks = getattr(segment, "load_networks", None) or importlib.import_module("nucleitut.pretrained").load_networks
     return image_type, load_networks
+
+
+def reference_on_validation(limit):
+    """The shipped reference pipeline, the full data set, its validation images' types and
+    ``limit`` of them stratified by type: ``(pipeline, dataset, kinds, ids)``. For the scripts
+    written against the pipeline API (``size_trust``, ``choose_intensity_rule``)."""
+    from nucleitut import data, images
+    from nucleitut.pipeline import Pipeline
+
+    pipeline = Pipeline.reference()
+    dataset = data.load_dataset(profile="full")
+    val = dataset.split().val
+    kinds = {i: images.image_type(dataset.get(i)[0]) for i in val}
+    return pipeline, dataset, kinds, stratified(val, kinds, limit)

@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 
 # The perturbations of the robustness benchmark at the commit this script was added with.
 from benchmarks.bench_robustness import PERTURBATIONS
-from experiments.common import rescaled, stratified
+from experiments.common import reference_on_validation, rescaled
 
 CONDITIONS = ("native", "half", "third", "noise", "dim", "low_contrast", "inverted", "blur", "enlarged_dim")
 
@@ -34,14 +34,9 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--out", default="experiments/results/size_trust_validation.json")
     args = parser.parse_args(argv)
-    from nucleitut import data, images, records, sizing
-    from nucleitut.pipeline import Pipeline
+    from nucleitut import images, records, sizing
 
-    pipeline = Pipeline.reference()
-    dataset = data.load_dataset(profile="full")
-    val = dataset.split().val
-    kinds = {i: images.image_type(dataset.get(i)[0]) for i in val}
-    ids = stratified(val, kinds, args.limit)
+    pipeline, dataset, kinds, ids = reference_on_validation(args.limit)
     result = {"command": "python -m experiments.size_trust", "n_images": len(ids), "images": ids,
               "training_diameter": pipeline.training_diameter, "size_band": pipeline.size_band,
               **records.environment(), "rows": {}}
