@@ -47,6 +47,7 @@ __all__ = [
     "train",
     "TrainResult",
     "trained_model",
+    "changed_settings",
     "Network",
     "load_network",
     "read_history",
@@ -595,6 +596,19 @@ def load_network(directory: str | os.PathLike) -> Network:
     return Network(model, cfg)
 
 
+def changed_settings(saved, wanted) -> str:
+    """The settings in which two training configurations differ, as ``name old -> new``
+    (the time budget does not count); empty when none.
+
+    >>> a = config_module.training_config("B1", "quick")
+    >>> changed_settings(a, dataclasses.replace(a, filters=16, time_budget_s=None))
+    'filters 8 -> 16'
+    """
+    old, new = (json.loads(json.dumps(c.to_dict())) for c in (saved, wanted))
+    return ", ".join(f"{key} {old.get(key)} -> {new[key]}" for key in new
+                     if key != "time_budget_s" and old.get(key) != new[key])
+
+
 def trained_model(
     network: str,
     profile: str | None = None,
@@ -607,14 +621,21 @@ def trained_model(
 
     Chapters call this so that the book trains every network once and later chapters reuse
     it. The saved files live in :func:`nucleitut.config.model_dir`; ``seed`` picks one of repeated trainings.
+    A saved network trained with other settings than the profile's today (for example by an
+    earlier version of this book) is trained again.
     """
     directory = config_module.model_dir(network, profile, seed)
-    if not retrain and (directory / "model.keras").exists() and (directory / "timing.json").exists():
-        if verbose:
-            profile_name = config_module.get_profile(profile).name
-            print(f"Loading {network.upper()} ({profile_name} profile) from the models folder ({directory.relative_to(config_module.models_dir())})")
-        return load_network(directory).model
     cfg = config_module.training_config(network, profile, seed=seed)
+    if not retrain and (directory / "model.keras").exists() and (directory / "timing.json").exists():
+        saved = load_network(directory)
+        changed = changed_settings(saved.config, cfg)
+        if not changed:
+            if verbose:
+                print(f"Loading {network.upper()} ({cfg.profile} profile) from the models folder "
+                      f"({directory.relative_to(config_module.models_dir())})")
+            return saved.model
+        if verbose:
+            print(f"{network.upper()} in the models folder was trained with other settings ({changed}): training it again")
     if dataset is None:
         dataset = data_module.load_dataset(profile=profile, verbose=verbose)
     return train(cfg, dataset, directory, verbose=verbose).model

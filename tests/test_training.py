@@ -2,6 +2,7 @@
 (The Table 3 networks and the profiles: tests/test_config.py.)"""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +260,25 @@ def test_data_parallel_training_on_two_logical_cpu_devices_jax(tmp_path):
                                 "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "DEVICES 2 DataParallel" in result.stdout and "EPOCHS 1" in result.stdout
+
+
+def test_trained_model_loads_a_saved_network_and_retrains_one_made_with_other_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEITUT_MODELS", str(tmp_path))
+    directory = config.model_dir("B1", "quick")
+    directory.mkdir(parents=True)
+    cfg = config.training_config("B1", "quick", filters=4)
+    training.build_model(cfg).save(directory / "model.keras")
+    (directory / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (directory / "timing.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(training, "train", lambda cfg, dataset, folder, **kw: calls.append((cfg, folder)) or
+                        types.SimpleNamespace(model="trained"))
+    # the profile's B1 has another width: trained again, into the same folder
+    assert training.trained_model("B1", "quick", dataset="sample data", verbose=False) == "trained"
+    assert calls[0][0] == config.training_config("B1", "quick") and calls[0][1] == directory
+    # saved with today's settings (another time budget does not count): loaded, not trained
+    today = dataclasses.replace(config.training_config("B1", "quick"), time_budget_s=None)
+    training.build_model(today).save(directory / "model.keras")
+    (directory / "config.json").write_text(json.dumps(today.to_dict()))
+    model = training.trained_model("B1", "quick", dataset="sample data", verbose=False)
+    assert len(calls) == 1 and model.count_params() == training.build_model(today).count_params()
