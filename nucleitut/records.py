@@ -698,7 +698,7 @@ RECOMMENDATIONS = (
         None, "not demonstrated: the book trains on BBBC038v1 only"),
     (9, "Adjust your training process hyperparameters.", "doubled starting rate (B4 vs B3, M6B4 vs M5B3)", "chapter 7"),
     (10, "Use a-priori information, e.g., about the object sizes, to improve the post-processing.", None,
-         "chapters 6 and 8 (size priors chosen on validation images; rescaling)"),
+         "chapters 6 and 9 (size priors chosen on validation images; rescaling to the training size)"),
     (11, "Modify your architecture and try other encoders if the accuracy is not high enough and if the required "
          "hardware is available.", "M7B5 as accurate as M6B4", "chapter 7 (M7; other encoders not tried)"),
 )
