@@ -109,12 +109,12 @@ BATCH_PIXELS = 8 * 256 * 256
 def predict_tiled(
     predict_batch: Callable[[np.ndarray], np.ndarray],
     image: np.ndarray,
-    tile_size: int = 256,
+    tile_size: int = TILE_SIZE,
     overlap: int = 32,
     multiple: int = 16,
     batch_size: int = 8,
     prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-    batch_pixels: int | None = None,
+    batch_pixels: int | None = BATCH_PIXELS,
     pad_batches: bool = False,
 ) -> np.ndarray:
     """Apply a network to an image of any size: pad, tile with overlap, predict, stitch.
@@ -126,8 +126,9 @@ def predict_tiled(
     image : ndarray, shape (H, W, C_in)
         A normalised image (see :func:`nucleitut.data.normalize`).
     tile_size : int
-        Largest tile edge, rounded up to a multiple of ``multiple``; along each axis the
-        tiles are made as equal as possible (:func:`balanced_tile`).
+        Largest tile edge (default :data:`TILE_SIZE`), rounded up to a multiple of
+        ``multiple``; along each axis the tiles are made as equal as possible
+        (:func:`balanced_tile`).
     overlap : int
         Pixels shared by neighbouring tiles; each tile's outer ``overlap // 2`` pixels are
         discarded, which removes the tiles' boundary effects. The image itself is first
@@ -139,9 +140,9 @@ def predict_tiled(
         Applied to every batch of tiles before ``predict_batch`` (e.g. :func:`nucleitut.data.normalize`), so
         a large ``uint8`` image is never held as float32 in full. Without it the image is
         converted to float32 first.
-    batch_pixels : int, optional
-        At most this many pixels per batch (at least one tile): batches of large tiles hold
-        fewer than ``batch_size``.
+    batch_pixels : int or None
+        At most this many pixels per batch (at least one tile; default :data:`BATCH_PIXELS`):
+        batches of large tiles hold fewer than ``batch_size``. None: ``batch_size`` tiles.
     pad_batches : bool
         Pad a short last batch with zeros to the full batch (and drop its outputs), so every
         call sees one batch shape.
@@ -197,13 +198,13 @@ def predict_tiled(
 def predict_image(
     model_or_fn: Any,
     image,
-    tile_size: int = 256,
+    tile_size: int = TILE_SIZE,
     overlap: int = 32,
     multiple: int = 16,
     batch_size: int = 8,
     pad_batches: bool | None = None,
     prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-    batch_pixels: int | None = None,
+    batch_pixels: int | None = BATCH_PIXELS,
 ) -> np.ndarray:
     """Predict an image of any size with overlapping tiles (:func:`predict_tiled`).
 
@@ -568,8 +569,7 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
         image = data.normalize(image)
 
     def predict(x):
-        return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks, prepare=prepare,
-                             batch_pixels=BATCH_PIXELS)
+        return predict_image(model, x, tile_size=tile_size, overlap=32, multiple=2**blocks, prepare=prepare)
 
     if not tta:
         return predict(image) if as_is is None else as_is
