@@ -36,3 +36,28 @@ def test_registration_leaves_enlarged_images_alone():
     labels = rng.integers(0, 4, (12, 9))
     for a, b in zip(rescaled(image, labels, 2.0, registered=True), rescaled(image, labels, 2.0)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_robustness_perturbations_keep_the_labels_and_summaries_pair_images():
+    from benchmarks.bench_robustness import PERTURBATIONS, summarise
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((40, 50, 3), np.uint8)
+    image[10:20, 10:30] = (200, 120, 160)  # a colour nucleus: every perturbation applies
+    labels = np.zeros((40, 50), np.int32)
+    labels[10:20, 10:30] = 1
+    for name, (perturb, _, why) in PERTURBATIONS.items():
+        out, truth = perturb(image, labels, rng)
+        assert why and out.dtype in (np.uint8, np.uint16), name
+        if name == "enlarged_dim":
+            assert out.shape[:2] == truth.shape == (80, 100) and truth.max() == 1
+        else:
+            assert out.shape[:2] == image.shape[:2] and truth is labels, name
+        assert not np.array_equal(out[..., :3] if out.ndim == 3 else out, image[..., 0] if out.ndim == 2 else image), name
+    rows = [{"id": "a", "score": 0.2, "seconds": 3.0, "scale": 1.0, "diameter": 10.0, "true_diameter": 12.5},
+            {"id": "b", "score": 0.6, "seconds": 1.0, "scale": 2.0, "diameter": None, "true_diameter": 9.0}]
+    native = {"a": {"score": 0.5, "seconds": 1.0}, "b": {"score": 0.7, "seconds": 1.0}}
+    summary = summarise(rows, native)
+    assert summary["mean"] == pytest.approx(0.4) and summary["drop"] == pytest.approx(0.2)
+    assert summary["max_time_ratio"] == 3.0 and summary["n_rescaled"] == 1
+    assert summary["size_ratio_median"] == pytest.approx(0.8) and summary["n_size_estimated"] == 1
