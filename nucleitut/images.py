@@ -310,8 +310,8 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
 
     * ``"auto"`` (default): ``uint8`` (and boolean) images stay as they are unless they are
       dim, grey with an offset background or low contrast, or colour with low contrast
-      (:func:`needs_stretch`); every
-      other dtype and those 8-bit images are stretched by :func:`percentile_stretch` (1st and 99.8th percentiles to 0 and 255);
+      (:func:`needs_stretch`); every other dtype and those 8-bit images are stretched by
+      :func:`percentile_stretch` (1st and 99.8th percentiles to 0 and 255);
       a grey image whose stretched background (median) is dark is then mapped to the
       fluorescence training images' levels, :data:`FLUORESCENCE_LEVELS`;
     * ``"always"`` (or True): every image is stretched;
@@ -375,12 +375,17 @@ def prepare_image(image: np.ndarray, channel: int | None = None, normalize: str 
             f"{name}: almost constant image (its {PERCENTILES[0]:g}th and {PERCENTILES[1]:g}th percentiles are equal): nothing to segment"
         ) from None
     how = f"percentiles {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"
-    grey = stretched.ndim == 2 or bool((stretched == stretched[..., :1]).all())  # also grey stored as RGB
+    grey = _is_grey(stretched)  # also grey stored as RGB
     if grey and np.median(stretched) < 128:  # grey with a dark background: fluorescence
         low, high = FLUORESCENCE_LEVELS
         stretched = np.round(low + stretched.astype(np.float64) * ((high - low) / 255)).astype(np.uint8)
         how += f" to {low}-{high}"
     return to_rgb_uint8(stretched, name), how
+
+
+def _is_grey(image: np.ndarray) -> bool:
+    """A grey image: one channel, or channels that are all equal (grey stored as RGB)."""
+    return image.ndim == 2 or bool((image == image[..., :1]).all())
 
 
 def needs_stretch(image: np.ndarray) -> bool:
@@ -400,8 +405,7 @@ def needs_stretch(image: np.ndarray) -> bool:
     low, high = np.percentile(image, PERCENTILES)
     if high < DIM_LEVEL:
         return True
-    grey = image.ndim == 2 or bool((image == image[..., :1]).all())
-    if not grey:
+    if not _is_grey(image):
         return bool(high - low < COLOUR_CONTRAST_LEVEL)
     return bool(np.median(image) < 128 and (low > OFFSET_LEVEL or high - low < CONTRAST_LEVEL))
 
