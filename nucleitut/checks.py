@@ -661,22 +661,13 @@ IDENTITY_SETTINGS = ("network", "profile", "target", "out_channels")
 MAX_RETRAINING_S = 120.0
 
 
-def _changed_settings(reference, variant) -> dict[str, tuple]:
-    """``{setting: (reference value, variant value)}`` for every setting but the time budget."""
-    return {
-        field.name: (getattr(reference, field.name), getattr(variant, field.name))
-        for field in dataclasses.fields(reference)
-        if field.name != "time_budget_s" and getattr(reference, field.name) != getattr(variant, field.name)
-    }
-
-
 def _changes_text(changed: dict) -> str:
     return ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
 
 
 def _check_one_change(task: str, case: _Case, reference, variant) -> tuple[str, Any, Any]:
     """The one setting in which ``variant`` differs from ``reference``, or CheckFailed."""
-    changed = _changed_settings(reference, variant)
+    changed = training.changed_settings(reference, variant)
     if not changed:
         raise _fail(
             task, case,

@@ -596,17 +596,19 @@ def load_network(directory: str | os.PathLike) -> Network:
     return Network(model, cfg)
 
 
-def changed_settings(saved, wanted) -> str:
-    """The settings in which two training configurations differ, as ``name old -> new``
-    (the time budget does not count); empty when none.
+def changed_settings(reference, variant) -> dict[str, tuple]:
+    """``{setting: (reference value, variant value)}`` for every setting in which two training
+    configurations differ, the time budget left out (it says how long, not how to train).
 
     >>> a = config_module.training_config("B1", "quick")
     >>> changed_settings(a, dataclasses.replace(a, filters=16, time_budget_s=None))
-    'filters 8 -> 16'
+    {'filters': (8, 16)}
     """
-    old, new = (json.loads(json.dumps(c.to_dict())) for c in (saved, wanted))
-    return ", ".join(f"{key} {old.get(key)} -> {new[key]}" for key in new
-                     if key != "time_budget_s" and old.get(key) != new[key])
+    return {
+        field.name: (getattr(reference, field.name), getattr(variant, field.name))
+        for field in dataclasses.fields(reference)
+        if field.name != "time_budget_s" and getattr(reference, field.name) != getattr(variant, field.name)
+    }
 
 
 def trained_model(
@@ -635,7 +637,8 @@ def trained_model(
                       f"({directory.relative_to(config_module.models_dir())})")
             return saved.model
         if verbose:
-            print(f"{network.upper()} in the models folder was trained with other settings ({changed}): training it again")
+            text = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+            print(f"{network.upper()} in the models folder was trained with other settings ({text}): training it again")
     if dataset is None:
         dataset = data_module.load_dataset(profile=profile, verbose=verbose)
     return train(cfg, dataset, directory, verbose=verbose).model
