@@ -5,7 +5,8 @@ Usage (from the repository root, in the project's virtual environment)::
     NUCLEITUT_DATA=../shared/data/stage1_train.zip python -m benchmarks.bench_robustness \\
         --out results/benchmarks/robustness.json [--models DIR] [--limit N] [--only NAME ...]
 
-Every test image of the paper's split rule (the last 120 of the 664 fixed images) is
+Every test image of the paper's split rule (the last 120 of the 664 fixed images; ``--split
+val``: the validation images, on which to choose between networks) is
 segmented as it is and after each perturbation of :data:`PERTURBATIONS`, with the default
 settings of ``Pipeline.segment`` (TTA, size estimate, ``normalize='auto'``) and the shipped
 reference networks (or ``--models``). Per perturbation and per image type
@@ -134,7 +135,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/benchmarks/robustness.json")
     parser.add_argument("--models", help="default: the shipped reference networks")
-    parser.add_argument("--limit", type=int, help="at most this many test images (stratified by type)")
+    parser.add_argument("--limit", type=int, help="at most this many images (stratified by type)")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the test images (default) or the validation images, to choose networks on")
     parser.add_argument("--only", nargs="+", choices=list(PERTURBATIONS), help="these perturbations only")
     parser.add_argument("--resume", action="store_true", help="keep the perturbations an earlier output holds")
     args = parser.parse_args(argv)
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
 
     pipeline = Pipeline.load(args.models)
     dataset = data.load_dataset(profile="full")
-    test = dataset.split().test
+    test = getattr(dataset.split(), args.split)
     kinds = {i: images.image_type(dataset.get(i)[0]) for i in test}
     if args.limit:
         test = stratified(test, kinds, args.limit)
@@ -159,6 +162,7 @@ def main(argv=None) -> int:
         "pipeline": pipeline.name,
         "settings": "Pipeline.segment defaults: TTA, size estimate, normalize='auto'",
         "data": dataset.describe(),
+        "split": args.split,
         "n_images": len(test), "images": test,
         "types": {k: sum(kinds[i] == k for i in test) for k in sorted(set(kinds[i] for i in test))},
         "type_rule": images.image_type.__doc__.split(">>>")[0].strip(),

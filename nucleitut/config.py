@@ -77,7 +77,7 @@ class NetworkSpec:
     target: str  #: 'binary', 'boundary', 'border' or 'marker' (see nucleitut.targets)
     blocks: int
     filters: int
-    augmentation: str  #: 'none', 'a' or 'b' (see nucleitut.training.AUGMENTATION_SETS)
+    augmentation: str  #: the paper's 'none', 'a' or 'b', or this project's 'robust' (nucleitut.training.AUGMENTATION_SETS)
     plateau: bool  #: learning rate quartered after 5 plateau epochs (starred in Table 3)
     learning_rate: float  #: Table 3's lr column (1e-4, or 2e-4 for the starred rows)
     erosion: int = 0  #: marker target: objects eroded by a disk of this radius (size: this project's choice)

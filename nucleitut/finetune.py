@@ -116,7 +116,7 @@ def finetune_networks(
                                   time_budget_s=None, augmentation=augmentation or cfg.augmentation)
         directory = Path(folder) / cfg.profile / name
         if verbose:
-            print(f"[{name}] fine-tuning for {epochs} epochs on the images as they are, augmentation {cfg.augmentation}, "
+            print(f"[{name}] fine-tuning for {epochs} epochs, augmentation {cfg.augmentation}, "
                   f"learning rate {cfg.learning_rate:g} -> {directory}", flush=True)
         results[name] = training.train(cfg, dataset, directory, split=split, initial_model=network.model, verbose=verbose)
         if verbose:

@@ -58,13 +58,33 @@ __all__ = [
 #: noise, scaling and blur; set b: only the geometric ones that never change pixel values.
 #: The paper names the operations only; probabilities and ranges (see :func:`augment`) are
 #: this project's choice.
+#:
+#: ``robust`` is not the paper's: this project's set for images unlike the training data
+#: (other microscopes, stains, cameras, file formats): set a's operations and the ways other
+#: people's images differ, ``colour`` (grey conversion, stain jitter in HED space, channel
+#: order), ``invert`` (bright background), ``intensity`` (dimming to a few % of the range,
+#: offset, gamma) and ``jpeg`` (compression), applied in the order an image is made.
 AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
     "none": (),
     "a": ("flip_lr", "flip_ud", "rot90", "noise", "scale", "blur"),
     "b": ("flip_lr", "flip_ud", "rot90"),
+    "robust": ("flip_lr", "flip_ud", "rot90", "scale", "colour", "invert", "intensity", "blur", "noise", "jpeg"),
 }
 #: Range of the scale factors of ``scale`` (uniform).
 SCALE_RANGE = (0.8, 1.25)
+#: Probability of each operation of :func:`augment`; 0.5 unless named here. The ``robust``
+#: set's own operations are rarer, so that a share of the crops keeps the training images'
+#: look (this project's choice: about one crop in ten has none of them).
+PROBABILITY = {"colour": 0.3, "invert": 0.2, "intensity": 0.3, "jpeg": 0.2}
+#: Ranges of the ``robust`` set's operations (this project's choice, see :func:`augment`).
+ROBUST_RANGES = {
+    "gain": (0.05, 1.0),  # log-uniform: dimmed down to 5 % of the range
+    "offset": (0.0, 40.0),  # grey levels added (camera offset, background)
+    "gamma": (0.6, 1.6),  # log-uniform
+    "hed_scale": (0.8, 1.2),  # per stain channel
+    "hed_shift": (-0.02, 0.02),  # per stain channel
+    "jpeg_quality": (20, 80),
+}
 
 
 def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.random.Generator):
@@ -87,6 +107,46 @@ def _rescale(image: np.ndarray, labels: np.ndarray, factor: float, rng: np.rando
     return np.pad(zoomed_image, pads + [(0, 0)], mode="reflect"), padded_labels.astype(labels.dtype)
 
 
+def _colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grey conversion, stain jitter in HED space or another channel order (colour crops;
+    a grey crop stays as it is). ``image``: float (H, W, 3) in [0, 255]."""
+    from skimage import color
+
+    if np.ptp(image, axis=-1).max() == 0:
+        return image
+    kind = rng.choice(["grey", "stain", "channels"], p=[0.4, 0.4, 0.2])
+    if kind == "grey":
+        return np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
+    if kind == "channels":
+        return image[..., rng.permutation(3)]
+    hed = color.rgb2hed(image / 255.0)
+    hed = hed * rng.uniform(*ROBUST_RANGES["hed_scale"], size=3) + rng.uniform(*ROBUST_RANGES["hed_shift"], size=3)
+    return np.clip(color.hed2rgb(hed), 0, 1) * 255.0
+
+
+def _intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, then dimming (gain) and an offset: ``offset + gain * 255 (A / 255) ** gamma``."""
+    log_uniform = lambda low, high: float(np.exp(rng.uniform(np.log(low), np.log(high))))  # noqa: E731
+    gamma, gain = log_uniform(*ROBUST_RANGES["gamma"]), log_uniform(*ROBUST_RANGES["gain"])
+    return float(rng.uniform(*ROBUST_RANGES["offset"])) + gain * 255.0 * (image / 255.0) ** gamma
+
+
+def _jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Compressed and decoded again (Pillow), quality drawn from ``ROBUST_RANGES``."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    quality = int(rng.integers(ROBUST_RANGES["jpeg_quality"][0], ROBUST_RANGES["jpeg_quality"][1] + 1))
+    Image.fromarray(np.clip(np.round(image), 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), np.float32)
+
+
+#: The ``robust`` set's operations on pixel values: float (H, W, 3) in [0, 255] -> same.
+_PHOTOMETRIC = {"colour": _colour, "invert": lambda image, rng: 255.0 - image, "intensity": _intensity, "jpeg": _jpeg}
+
+
 def augment(
     image: np.ndarray, labels: np.ndarray, operations: Sequence[str], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +157,9 @@ def augment(
     change only the image. This project's choices (the paper gives none): each operation is
     applied with probability 0.5, rotations by 90, 180 or 270 degrees, scale factors 0.8-1.25
     blur sigma 0.5-1.5 px, noise standard deviation 0.01-0.08 (on the [-1, 1] scale).
+    The ``robust`` set's own operations (this project's, not the paper's) change only the
+    image, with the probabilities of :data:`PROBABILITY` and the ranges of
+    :data:`ROBUST_RANGES`; each works on 8-bit levels and rounds to them, as a camera would.
 
     Parameters
     ----------
@@ -115,7 +178,11 @@ def augment(
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
     for op in operations:
-        if rng.random() >= 0.5:
+        if rng.random() >= PROBABILITY.get(op, 0.5):
+            continue
+        if op in _PHOTOMETRIC:
+            image = _PHOTOMETRIC[op](data_module.denormalize(image).astype(np.float32), rng)
+            image = data_module.normalize(np.clip(np.round(image), 0, 255))
             continue
         if op == "flip_lr":
             image, labels = image[:, ::-1], labels[:, ::-1]

@@ -113,9 +113,13 @@ def test_an_estimate_whose_second_pass_disagrees_far_is_not_trusted():
     pipe = brightness_pipeline()
 
     def second_pass_sees(size):
-        """The pipeline's first pass, except that an enlarged image shows discs of ``size`` px."""
+        """The pipeline's probes, except that the second pass (the call after the three
+        probes) shows discs of ``size`` px."""
+        calls = []
+
         def foreground(view):
-            if view.shape[0] <= rgb.shape[0]:
+            calls.append(view.shape)
+            if len(calls) <= len(sizing.PROBE_SCALES):
                 return pipe.foreground(view)
             return pipe.foreground(np.dstack([discs_image(size, shape=view.shape[:2])[0]] * 3))
         return foreground
@@ -127,6 +131,19 @@ def test_an_estimate_whose_second_pass_disagrees_far_is_not_trusted():
     far = sizing.estimate_diameter(rgb, second_pass_sees(round(3 * scale)), pipe.training_diameter)
     assert far.scale == 1.0 and far.untrusted.startswith("not trusted") and far.diameter == pytest.approx(9, abs=1)
     assert set(far.native_outputs) == {"B1"}  # reused by the segmentation at the native scale
+
+
+def test_an_enlarging_second_pass_costs_no_more_than_the_native_probe():
+    image, _ = discs_image(7, shape=(200, 300))
+    rgb = np.dstack([image] * 3)
+    pipe = brightness_pipeline()
+    foreground, shapes = recording(pipe.foreground)
+    estimate = sizing.estimate_diameter(rgb, foreground, pipe.training_diameter)
+    scale = sizing.scale_for(sizing.typical_diameter(pipe.foreground(rgb)[0]), pipe.training_diameter, band=None)
+    assert scale > 1.5 and len(shapes) == len(sizing.PROBE_SCALES) + 1  # probes, then the second pass
+    second = shapes[-1]
+    assert second[0] * second[1] <= 1.05 * rgb.shape[0] * rgb.shape[1]  # not scale**2 times the pixels
+    assert estimate.diameter == pytest.approx(7, abs=1.5) and estimate.untrusted is None
 
 
 def test_the_size_of_a_large_image_is_estimated_in_four_windows():

@@ -86,7 +86,11 @@ def main(argv=None) -> int:
     parser.add_argument("--settings-from-record", action="store_true",
                         help="take the post-processing settings of --record (chosen there on the validation images) "
                              "instead of tuning again")
+    parser.add_argument("--fine-tuned-from", metavar="REFERENCE",
+                        help="the reference folder the networks were fine-tuned from (experiments/finetune_robust.py): "
+                             "its training record is kept under each network's 'fine_tuned_from'")
     args = parser.parse_args(argv)
+    origin = json.loads((Path(args.fine_tuned_from) / "reference.json").read_text()) if args.fine_tuned_from else None
 
     segmenter = Pipeline.load(Path(args.models), args.pipeline, args.profile)
     pipeline = segmenter.spec
@@ -139,7 +143,9 @@ def main(argv=None) -> int:
         trained={n: {"epochs": timings[n].get("epochs"), "max_epochs": configs[n].max_epochs,
                      "stopped_by_time_budget": timings[n].get("stopped_by_time_budget"),
                      "seconds": timings[n].get("seconds_this_run"), "devices": timings[n].get("devices"),
-                     "backend": timings[n].get("backend"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation")}
+                     "backend": timings[n].get("backend"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation"),
+                     "augmentation": configs[n].augmentation, "learning_rate": configs[n].learning_rate,
+                     **({"fine_tuned_from": origin["trained"][n]} if origin else {})}
                  for n in pipeline.networks},
         data=dataset.describe(),
         results=_record_summary(record_path),
