@@ -133,12 +133,17 @@ def test_an_estimate_whose_second_pass_disagrees_far_is_not_trusted():
     assert set(far.native_outputs) == {"B1"}  # reused by the segmentation at the native scale
 
 
-def test_an_enlarging_second_pass_costs_no_more_than_the_native_probe():
-    image, _ = discs_image(7, shape=(200, 300))
+def recorded_estimate(diameter, shape):
+    """An image of discs, the brightness pipeline, its size estimate and the shapes it predicted."""
+    image, _ = discs_image(diameter, shape=shape)
     rgb = np.dstack([image] * 3)
     pipe = brightness_pipeline()
     foreground, shapes = recording(pipe.foreground)
-    estimate = sizing.estimate_diameter(rgb, foreground, pipe.training_diameter)
+    return rgb, pipe, sizing.estimate_diameter(rgb, foreground, pipe.training_diameter), shapes
+
+
+def test_an_enlarging_second_pass_costs_no_more_than_the_native_probe():
+    rgb, pipe, estimate, shapes = recorded_estimate(7, (200, 300))
     scale = sizing.scale_for(sizing.typical_diameter(pipe.foreground(rgb)[0]), pipe.training_diameter, band=None)
     assert scale > 1.5 and len(shapes) == len(sizing.PROBE_SCALES) + 1  # probes, then the second pass
     second = shapes[-1]
@@ -147,11 +152,7 @@ def test_an_enlarging_second_pass_costs_no_more_than_the_native_probe():
 
 
 def test_the_size_of_a_large_image_is_estimated_in_four_windows():
-    image, _ = discs_image(31, shape=(2200, 2300))
-    rgb = np.dstack([image] * 3)
-    pipe = brightness_pipeline()
-    foreground, shapes = recording(pipe.foreground)
-    estimate = sizing.estimate_diameter(rgb, foreground, pipe.training_diameter)
+    rgb, pipe, estimate, shapes = recorded_estimate(31, (2200, 2300))
     assert estimate.diameter == pytest.approx(31, rel=0.1) and estimate.scale < 1
     assert max(h * w for h, w in shapes) <= sizing.ESTIMATE_WINDOW**2
     assert shapes.count((1024, 1024)) == 4  # one native probe per window, none over the whole image
