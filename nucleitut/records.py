@@ -936,36 +936,46 @@ def large_images(folder: str | os.PathLike | None = None) -> dict:
             "cpu": run["hardware"]["cpu"], "cpu_cores": run["hardware"]["cpu_cores"], "commit": run["commit"]}
 
 
+#: The runs of ``benchmarks/bench_robustness.py`` that :func:`robustness` compares, in order:
+#: the library before its robustness rules, the rules with the networks of that time (kept
+#: when the networks changed), and the shipped state.
+ROBUSTNESS_RUNS = {"before": "robustness_before.json", "rules": "robustness_rules.json", "after": "robustness.json"}
+
+
 def robustness(folder: str | os.PathLike | None = None) -> dict:
-    """The test images perturbed as other people's images differ, segmented by the shipped
-    reference pipeline with this project's handling before and after its robustness rules
-    (``benchmarks/bench_robustness.py``: ``robustness_before.json``, ``robustness.json``).
+    """The test images perturbed as other people's images differ, segmented by the reference
+    pipeline at each stage of :data:`ROBUSTNESS_RUNS` (``benchmarks/bench_robustness.py``;
+    ``rules`` only where its file exists).
 
     Returns
     -------
     dict
-        ``perturbations``: name -> ``why`` (the strength and why it is realistic), ``n`` (the
-        images both runs scored), ``native_before``, ``native_after``, ``before``, ``after``
-        (mean Kaggle scores on those images), ``drop_after`` (native minus perturbed, after),
-        ``max_time_ratio_after`` (the slowest image's time over its native time) and
-        ``n_after`` with ``drop_after_all`` (on every image the later run scored);
-        ``before`` and ``after``: ``commit``, ``date``, ``n_images``, ``cpu``.
+        ``stages``: the stages found, in order; per stage ``commit``, ``date``, ``n_images``,
+        ``cpu``, ``networks``; ``perturbations``: name -> ``why`` (the strength and why it is
+        realistic), ``n`` (the images every stage scored), per stage ``native_<stage>`` and
+        ``<stage>`` (mean Kaggle scores on those images), ``drop_after`` (native minus
+        perturbed, the shipped state), ``max_time_ratio_after`` (the slowest image's time over
+        its native time) and ``n_after`` with ``drop_after_all`` (on every image the shipped
+        state scored).
     """
-    runs = {"before": read_benchmark("robustness_before.json", folder), "after": read_benchmark("robustness.json", folder)}
-    out = {when: {"commit": run["commit"], "date": run["date"], "n_images": run["n_images"],
-                  "cpu": run["hardware"]["cpu"]} for when, run in runs.items()}
+    where = Path(folder) if folder is not None else config.results_dir() / "benchmarks"
+    runs = {stage: read_benchmark(name, where) for stage, name in ROBUSTNESS_RUNS.items()
+            if stage != "rules" or (where / name).is_file()}
+    out = {stage: {"commit": run["commit"], "date": run["date"], "n_images": run["n_images"],
+                   "cpu": run["hardware"]["cpu"], "networks": run.get("networks", "reference")} for stage, run in runs.items()}
+    out["stages"] = list(runs)
     out["perturbations"] = {}
     for name, why in runs["after"]["perturbations"].items():
-        if name not in runs["before"]["rows"] or name not in runs["after"]["rows"]:
+        if any(name not in run["rows"] for run in runs.values()):
             continue
-        by_id = {when: {r["id"]: r["score"] for r in run["rows"][name]} for when, run in runs.items()}
-        native = {when: {r["id"]: r["score"] for r in run["rows"]["native"]} for when, run in runs.items()}
-        common = sorted(set(by_id["before"]) & set(by_id["after"]))
+        by_id = {stage: {r["id"]: r["score"] for r in run["rows"][name]} for stage, run in runs.items()}
+        native = {stage: {r["id"]: r["score"] for r in run["rows"]["native"]} for stage, run in runs.items()}
+        common = sorted(set.intersection(*(set(scores) for scores in by_id.values())))
         summary = runs["after"]["summary"][name]
         out["perturbations"][name] = {
             "why": why["why"], "n": len(common),
-            **{f"native_{when}": float(np.mean([native[when][i] for i in common])) for when in runs},
-            **{when: float(np.mean([by_id[when][i] for i in common])) for when in runs},
+            **{f"native_{stage}": float(np.mean([native[stage][i] for i in common])) for stage in runs},
+            **{stage: float(np.mean([by_id[stage][i] for i in common])) for stage in runs},
             "n_after": summary["n"], "drop_after_all": summary["drop"], "max_time_ratio_after": summary["max_time_ratio"],
         }
         out["perturbations"][name]["drop_after"] = out["perturbations"][name]["native_after"] - out["perturbations"][name]["after"]
@@ -985,7 +995,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
-__all__ += ["read_benchmark", "size_handling", "finetune_tissue", "FINETUNE_TISSUE_RUNS", "large_images", "robustness",
+__all__ += ["read_benchmark", "size_handling", "finetune_tissue", "FINETUNE_TISSUE_RUNS", "large_images", "robustness", "ROBUSTNESS_RUNS",
             "markdown_table"]
 
 

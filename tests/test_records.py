@@ -283,3 +283,10 @@ def test_robustness_compares_before_and_after_on_the_images_both_scored(tmp_path
     assert dim["n"] == 2 and dim["before"] == pytest.approx(0.2) and dim["after"] == pytest.approx(0.45)
     assert dim["native_after"] == pytest.approx(0.5) and dim["drop_after"] == pytest.approx(0.05)
     assert dim["n_after"] == 3 and found["before"]["commit"] == "a" and found["after"]["n_images"] == 3
+    assert found["stages"] == ["before", "after"]
+    # the rules with the networks of their time, kept when the networks changed: a third stage
+    rules = run("c", {"native": {"i1": 0.6, "i2": 0.4}, "dim": {"i1": 0.3, "i2": 0.3}})
+    (tmp_path / "robustness_rules.json").write_text(json.dumps(rules))
+    found = records.robustness(tmp_path)
+    assert found["stages"] == ["before", "rules", "after"] and found["rules"]["commit"] == "c"
+    assert found["perturbations"]["dim"]["rules"] == pytest.approx(0.3) and found["perturbations"]["dim"]["n"] == 2
