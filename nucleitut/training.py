@@ -73,10 +73,10 @@ AUGMENTATION_SETS: dict[str, tuple[str, ...]] = {
 #: Range of the scale factors of ``scale`` (uniform).
 SCALE_RANGE = (0.8, 1.25)
 #: Probability of each operation of a set, where it is not 0.5 (:func:`augment`). The
-#: ``robust`` set changes pixel values more rarely than set a, so that a quarter of the crops
-#: keep the training images' look (this project's choice: the first fine-tuning, with set a's
-#: 0.5 for noise, blur and scale and 0.2-0.3 for the others, left one crop in thirteen as it
-#: was and cost the validation images as they are 0.03).
+#: ``robust`` set applies each of its operations but the flips and rotations more rarely than
+#: set a, so that about a fifth of the crops keep the training images' look (this project's
+#: choice: the first fine-tuning, with set a's 0.5 for noise, blur and scale and 0.2-0.3 for
+#: the others, left one crop in 25 as it was and cost the validation images as they are 0.03).
 SET_PROBABILITIES: dict[str, dict[str, float]] = {
     "robust": {"scale": 0.2, "colour": 0.25, "invert": 0.2, "intensity": 0.25, "blur": 0.2, "noise": 0.2, "jpeg": 0.15},
 }
