@@ -52,6 +52,8 @@ def cmd_train(args) -> int:
         overrides["time_budget_s"] = args.time_budget if args.time_budget > 0 else None
     if args.learning_rate is not None:
         overrides["learning_rate"] = args.learning_rate
+    if args.augmentation is not None:
+        overrides["augmentation"] = args.augmentation
     cfg = config.training_config(args.network, args.profile, **overrides)
     dataset = data.load_dataset(args.data, profile=cfg.profile)
     directory = Path(args.out) if args.out else config.model_dir(cfg.network, cfg.profile, cfg.seed, args.models)
@@ -241,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="maximum number of epochs")
     train.add_argument("--time-budget", type=float, help="stop after this many seconds (0: no limit)")
     train.add_argument("--learning-rate", type=float)
+    train.add_argument("--augmentation", choices=("none", "a", "b", "robust"),
+                       help="augmentation set (default: the network's Table 3 row; 'robust' is this project's, "
+                            "not the paper's: nucleitut.training.AUGMENTATION_SETS)")
     train.add_argument("--out", help="output folder (default: the shared models folder)")
     train.add_argument("--devices", type=int, help="data-parallel training on this many devices")
     train.add_argument("--workers", type=int, default=1, help="input pipeline worker processes")

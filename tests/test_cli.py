@@ -32,11 +32,12 @@ def cli(*args, env=None, timeout=900):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """B1 and M3 of the quick profile, trained for one short epoch each into a private folder."""
+    """B1 (with the robust augmentation set) and M3 of the quick profile, trained for one short
+    epoch each into a private folder."""
     root = tmp_path_factory.mktemp("cli")
     env = {"NUCLEITUT_MODELS": str(root / "models"), "NUCLEITUT_CACHE": str(root / "cache"), "NUCLEITUT_PROFILE": "quick"}
-    for network in ("B1", "M3"):
-        result = cli("train", network, "--epochs", 1, "--time-budget", 15, env=env)
+    for network, extra in (("B1", ("--augmentation", "robust")), ("M3", ())):
+        result = cli("train", network, "--epochs", 1, "--time-budget", 15, *extra, env=env)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"Saved {network}" in result.stdout and "epoch   1" in result.stdout
     return root, env
@@ -49,6 +50,8 @@ def test_train_writes_model_configuration_history_and_timing(trained):
     assert {"model.keras", "config.json", "history.csv", "timing.json"} <= {p.name for p in directory.iterdir()}
     assert json.loads((directory / "config.json").read_text())["target"] == "marker"
     assert json.loads((directory / "timing.json").read_text())["epochs"] == 1
+    assert json.loads((directory / "config.json").read_text())["augmentation"] == "none"  # M3's Table 3 row
+    assert json.loads((root / "models" / "quick" / "B1" / "config.json").read_text())["augmentation"] == "robust"
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@
 #
 #   bash tools/reference_gpu.sh OUT [EPOCHS] [BUDGET_S] [NETWORK ...]    (default 30 190 M3 B1)
 #
+# AUGMENTATION=robust (environment) trains with that augmentation set instead of the network's own.
+#
 # OUT receives <NET>_model.keras (weights and architecture, no optimizer state) and reference_run.tar.gz (each network's log, config.json,
 # history.csv and timing.json). BUDGET_S stops a training early (then its learning rate has
 # not gone all the way down the cosine; timing.json says so).
@@ -23,7 +25,7 @@ work=$(mktemp -d)
 pids=()
 for network in "${NETWORKS[@]}"; do
   python3 -m nucleitut train "$network" --profile cpu --data "$NUCLEITUT_DATA" --epochs "$EPOCHS" \
-    --time-budget "$BUDGET" --out "$work/$network" >"$work/$network.log" 2>&1 &
+    --time-budget "$BUDGET" ${AUGMENTATION:+--augmentation "$AUGMENTATION"} --out "$work/$network" >"$work/$network.log" 2>&1 &
   pids+=($!)
 done
 status=0
