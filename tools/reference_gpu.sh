@@ -6,7 +6,9 @@
 #
 #   bash tools/reference_gpu.sh OUT [EPOCHS] [BUDGET_S] [NETWORK ...]    (default 30 190 M3 B1)
 #
-# AUGMENTATION=robust (environment) trains with that augmentation set instead of the network's own.
+# AUGMENTATION=robust (environment) trains with that augmentation set instead of the network's own;
+# WORKERS=N feeds each training from N processes (the robust set's operations cost ~2 ms per crop
+# on one core, more than a GPU step).
 #
 # OUT receives <NET>_model.keras (weights and architecture, no optimizer state) and reference_run.tar.gz (each network's log, config.json,
 # history.csv and timing.json). BUDGET_S stops a training early (then its learning rate has
@@ -25,7 +27,7 @@ work=$(mktemp -d)
 pids=()
 for network in "${NETWORKS[@]}"; do
   python3 -m nucleitut train "$network" --profile cpu --data "$NUCLEITUT_DATA" --epochs "$EPOCHS" \
-    --time-budget "$BUDGET" ${AUGMENTATION:+--augmentation "$AUGMENTATION"} --out "$work/$network" >"$work/$network.log" 2>&1 &
+    --time-budget "$BUDGET" ${AUGMENTATION:+--augmentation "$AUGMENTATION"} ${WORKERS:+--workers "$WORKERS"} --out "$work/$network" >"$work/$network.log" 2>&1 &
   pids+=($!)
 done
 status=0
