@@ -26,7 +26,6 @@ from scipy import ndimage as ndi
 __all__ = [
     "typical_diameter",
     "estimate_diameter",
-    "second_pass_window",
     "SizeEstimate",
     "nucleus_size_statistics",
     "scale_for",
@@ -319,8 +318,7 @@ def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
     :data:`SECOND_PASS_DISAGREEMENT` the second one (converted back) is used; when they
     disagree by more than :data:`UNTRUSTED_DISAGREEMENT` neither is trusted (noise or texture
     taken for nuclei) and the scale is 1: a wrong estimate cannot enlarge an image several
-    times and cost many times its time. An enlarging second pass sees only the central
-    window that keeps the image's pixel count (:func:`second_pass_window`). An image with a
+    times and cost many times its time. An image with a
     side over twice :data:`ESTIMATE_WINDOW` is measured in four windows of that size
     (:func:`estimate_windows`), and the median of their estimates is the image's, so the
     estimate costs the same for every large image.
@@ -372,24 +370,6 @@ def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndar
     return windows
 
 
-def second_pass_window(image: np.ndarray, scale: float) -> np.ndarray:
-    """Where :func:`estimate_diameter`'s second pass looks when it enlarges: the central
-    window that, enlarged by ``scale``, has the image's own size (at least
-    :data:`MIN_PROBE_SIDE` pixels a side), so that the pass costs no more than the native
-    probe however far it enlarges. A shrinking pass sees the whole image (it is cheaper).
-
-    >>> second_pass_window(np.zeros((400, 200)), 4.0).shape, second_pass_window(np.zeros((400, 200)), 0.5).shape
-    ((100, 50), (400, 200))
-    """
-    if scale <= 1.0:
-        return image
-    height, width = image.shape[:2]
-    h = min(height, max(MIN_PROBE_SIDE, int(round(height / scale))))
-    w = min(width, max(MIN_PROBE_SIDE, int(round(width / scale))))
-    top, left = (height - h) // 2, (width - w) // 2
-    return image[top : top + h, left : left + w]
-
-
 def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple[float | None, dict, str | None]:
     """The probes and the second pass of :func:`estimate_diameter` on one image; also the
     native probe's network output and why the estimate is not trusted (None: trusted)."""
@@ -405,7 +385,7 @@ def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple
         return None, native, None
     scale = scale_for(diameter, target, band=None)
     if scale != 1.0:  # the second pass looks again at the size the probes suggest
-        second = typical_diameter(foreground(rescale_image(second_pass_window(image, scale), scale, order=1))[0])
+        second = typical_diameter(foreground(rescale_image(image, scale, order=1))[0])
         if second is not None:
             ratio = max(second / scale / diameter, diameter * scale / second)
             if ratio > UNTRUSTED_DISAGREEMENT:

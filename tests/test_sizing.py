@@ -142,15 +142,6 @@ def recorded_estimate(diameter, shape):
     return rgb, pipe, sizing.estimate_diameter(rgb, foreground, pipe.training_diameter), shapes
 
 
-def test_an_enlarging_second_pass_costs_no_more_than_the_native_probe():
-    rgb, pipe, estimate, shapes = recorded_estimate(7, (200, 300))
-    scale = sizing.scale_for(sizing.typical_diameter(pipe.foreground(rgb)[0]), pipe.training_diameter, band=None)
-    assert scale > 1.5 and len(shapes) == len(sizing.PROBE_SCALES) + 1  # probes, then the second pass
-    second = shapes[-1]
-    assert second[0] * second[1] <= 1.05 * rgb.shape[0] * rgb.shape[1]  # not scale**2 times the pixels
-    assert estimate.diameter == pytest.approx(7, abs=1.5) and estimate.untrusted is None
-
-
 def test_the_size_of_a_large_image_is_estimated_in_four_windows():
     rgb, pipe, estimate, shapes = recorded_estimate(31, (2200, 2300))
     assert estimate.diameter == pytest.approx(31, rel=0.1) and estimate.scale < 1
