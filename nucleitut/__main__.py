@@ -53,6 +53,10 @@ def cmd_train(args) -> int:
     if args.learning_rate is not None:
         overrides["learning_rate"] = args.learning_rate
     if args.augmentation is not None:
+        if args.augmentation not in training.AUGMENTATION_SETS:
+            print(f"error: unknown augmentation set {args.augmentation!r}; choose from {', '.join(training.AUGMENTATION_SETS)}",
+                  file=sys.stderr)
+            return 2
         overrides["augmentation"] = args.augmentation
     cfg = config.training_config(args.network, args.profile, **overrides)
     dataset = data.load_dataset(args.data, profile=cfg.profile)
@@ -243,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="maximum number of epochs")
     train.add_argument("--time-budget", type=float, help="stop after this many seconds (0: no limit)")
     train.add_argument("--learning-rate", type=float)
-    train.add_argument("--augmentation", choices=("none", "a", "b", "robust"),
-                       help="augmentation set (default: the network's Table 3 row; 'robust' is this project's, "
+    train.add_argument("--augmentation",
+                       help="augmentation set: none, a, b or robust (default: the network's Table 3 row; 'robust' is this project's, "
                             "not the paper's: nucleitut.training.AUGMENTATION_SETS)")
     train.add_argument("--out", help="output folder (default: the shared models folder)")
     train.add_argument("--devices", type=int, help="data-parallel training on this many devices")

@@ -126,6 +126,8 @@ def test_unknown_network_and_missing_model_give_clear_errors(trained, tmp_path):
     _, env = trained
     unknown = cli("train", "B9", env=env)
     assert unknown.returncode == 2 and "unknown network 'B9'" in unknown.stderr
+    twist = cli("train", "B1", "--augmentation", "twist", env=env)
+    assert twist.returncode == 2 and "unknown augmentation set 'twist'; choose from none, a, b, robust" in twist.stderr
     root, _ = trained
     missing = cli("evaluate", "M2", "--results", tmp_path, env=env)
     assert missing.returncode == 2 and "no trained M2 (quick profile, seed 0)" in missing.stderr
