@@ -830,7 +830,8 @@ def check_retraining(result, reference, dataset, val_ids: Sequence[str], pipelin
     ref_seconds = math.nan
     if ref_timing_file.exists():
         timing = json.loads(ref_timing_file.read_text())
-        ref_seconds = float(timing.get("seconds_all_epochs") or timing.get("seconds_this_run") or math.nan)
+        seconds = training.training_seconds(timing)
+        ref_seconds = math.nan if seconds is None else float(seconds)
     case = _Case(f"your retrained {result.config.network}", (result,))
     name, old, new = _check_one_change(task, case, ref_network.config, result.config)
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import classical, config, data, metrics, predict, records
+from . import classical, config, data, metrics, predict, records, training
 from .pipeline import Pipeline, SeedEnsemble, as_networks
 
 __all__ = [
@@ -76,9 +76,7 @@ def _network_facts(pipe: Pipeline) -> dict:
             "blocks": cfg.get("blocks"),
             "filters": cfg.get("filters"),
             "epochs": timing.get("epochs"),
-            # all finished epochs of all runs where timing.json has them (a training resumed
-            # after a stop); older folders only know the last run's time
-            "training_seconds": timing.get("seconds_all_epochs") or timing.get("seconds_this_run"),
+            "training_seconds": training.training_seconds(timing),
             "ms_per_crop": timing.get("ms_per_crop_including_validation"),
             "predict_ms_per_crop": timing.get("predict_ms_per_crop"),
             "crop_size": cfg.get("crop_size"),

@@ -628,6 +628,20 @@ def read_history(path: str | os.PathLike) -> dict:
     }
 
 
+def training_seconds(timing: dict) -> float | None:
+    """Seconds a training took, from its ``timing.json``: every finished epoch of every run
+    where the file has them (a training resumed after a stop), else the last run's time
+    (older folders, or a run whose history lost an epoch).
+
+    >>> training_seconds({"seconds_this_run": 20.0, "seconds_all_epochs": 310.5})
+    310.5
+    >>> training_seconds({"seconds_this_run": 20.0, "seconds_all_epochs": None})
+    20.0
+    """
+    seconds = timing.get("seconds_all_epochs")
+    return seconds if seconds is not None else timing.get("seconds_this_run")
+
+
 # --------------------------------------------------------------------------------------
 # Saved networks
 # --------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nucleitut import config, data, evaluation, predict, pretrained, records, sizing
+from nucleitut import config, data, evaluation, predict, pretrained, records, sizing, training
 from nucleitut.pipeline import Pipeline
 
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         postprocess_chosen_on=chosen_on,
         trained={n: {"epochs": timings[n].get("epochs"), "max_epochs": configs[n].max_epochs,
                      "stopped_by_time_budget": timings[n].get("stopped_by_time_budget"),
-                     "seconds": timings[n].get("seconds_this_run"), "devices": timings[n].get("devices"),
+                     "seconds": training.training_seconds(timings[n]), "devices": timings[n].get("devices"),
                      "backend": timings[n].get("backend"), "ms_per_crop": timings[n].get("ms_per_crop_including_validation"),
                      "augmentation": configs[n].augmentation, "learning_rate": configs[n].learning_rate,
                      **({"fine_tuned_from": origin["trained"][n]} if origin else {})}
