@@ -2,7 +2,9 @@
 reference and candidate networks, e.g. on the validation images), and apply the rule the
 candidates must pass to replace the reference (issue 31, written before their scores were
 seen): the mean over the perturbations higher, and the images as they are no more than
-``--tolerance`` worse, overall and for the fluorescence images. Usage::
+``--tolerance`` worse, overall and for the fluorescence images. A candidate run that left out
+a perturbation of the reference's (``bench_robustness --only``) is compared on the ones it has
+but never passes. Usage::
 
     python -m experiments.compare_robustness_runs REFERENCE.json CANDIDATE.json
 """
@@ -32,12 +34,14 @@ def compare(reference: dict, candidate: dict, tolerance: float = 0.01) -> dict:
     perturbed = [n for n in names if n != "native"]
     means = [float(np.mean([table[n][None][i] for n in perturbed])) for i in (0, 1)]
     native = table["native"][None]
-    passes = {"perturbations better": means[1] > means[0],
+    missing = [n for n in reference["rows"] if n not in candidate["rows"]]
+    passes = {"every perturbation of the reference scored": not missing,
+              "perturbations better": means[1] > means[0],
               "native within tolerance": native[1] >= native[0] - tolerance}
     if "fluorescence" in table["native"]:  # the images the acceptance names; absent from some image sets
         fluo = table["native"]["fluorescence"]
         passes["native fluorescence within tolerance"] = fluo[1] >= fluo[0] - tolerance
-    return {"table": table, "perturbed_means": means, "passes": passes, "ship": all(passes.values())}
+    return {"table": table, "perturbed_means": means, "missing": missing, "passes": passes, "ship": all(passes.values())}
 
 
 def main(argv=None) -> int:
@@ -50,7 +54,8 @@ def main(argv=None) -> int:
     result = compare(*runs, tolerance=args.tolerance)
     for name, row in result["table"].items():
         print(f"{name:14s} " + "  ".join(f"{k or 'all'} {a:.3f} -> {b:.3f}" for k, (a, b) in row.items()))
-    print(f"mean over the perturbations: {result['perturbed_means'][0]:.3f} -> {result['perturbed_means'][1]:.3f}")
+    print(f"mean over the perturbations: {result['perturbed_means'][0]:.3f} -> {result['perturbed_means'][1]:.3f}"
+          + (f" (the candidate lacks {', '.join(result['missing'])})" if result["missing"] else ""))
     print("; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in result["passes"].items()), "->", "ship" if result["ship"] else "keep the reference")
     return 0
 
