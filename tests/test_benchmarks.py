@@ -61,3 +61,9 @@ def test_robustness_perturbations_keep_the_labels_and_summaries_pair_images():
     assert summary["mean"] == pytest.approx(0.4) and summary["drop"] == pytest.approx(0.2)
     assert summary["max_time_ratio"] == 3.0 and summary["n_rescaled"] == 1
     assert summary["size_ratio_median"] == pytest.approx(0.8) and summary["n_size_estimated"] == 1
+    assert "max_time_ratio_per_pixel" not in summary  # rows without pixel counts (older records)
+    for row, pixels in zip(rows, (400, 100)):
+        row["pixels"] = pixels
+    native["a"]["pixels"] = native["b"]["pixels"] = 100
+    # a: 3x the time for 4x the pixels (0.75 per pixel); b: 1x the time, same pixels
+    assert summarise(rows, native)["max_time_ratio_per_pixel"] == pytest.approx(1.0)
