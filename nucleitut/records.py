@@ -938,14 +938,18 @@ def large_images(folder: str | os.PathLike | None = None) -> dict:
 
 #: The runs of ``benchmarks/bench_robustness.py`` that :func:`robustness` compares, in order:
 #: the library before its robustness rules, the rules with the networks of that time (kept
-#: when the networks changed), and the shipped state.
-ROBUSTNESS_RUNS = {"before": "robustness_before.json", "rules": "robustness_rules.json", "after": "robustness.json"}
+#: when the networks changed), the shipped state, and networks trained with the ``robust``
+#: augmentation set that were compared with the shipped ones and not shipped.
+ROBUSTNESS_RUNS = {"before": "robustness_before.json", "rules": "robustness_rules.json", "after": "robustness.json",
+                   "robust": "robustness_robust_networks.json"}
+#: Stages of :data:`ROBUSTNESS_RUNS` that :func:`robustness` leaves out where their file is missing.
+OPTIONAL_ROBUSTNESS_RUNS = ("rules", "robust")
 
 
 def robustness(folder: str | os.PathLike | None = None) -> dict:
     """The test images perturbed as other people's images differ, segmented by the reference
     pipeline at each stage of :data:`ROBUSTNESS_RUNS` (``benchmarks/bench_robustness.py``;
-    ``rules`` only where its file exists).
+    those of :data:`OPTIONAL_ROBUSTNESS_RUNS` only where their file exists).
 
     Returns
     -------
@@ -960,7 +964,7 @@ def robustness(folder: str | os.PathLike | None = None) -> dict:
     """
     where = Path(folder) if folder is not None else config.results_dir() / "benchmarks"
     runs = {stage: read_benchmark(name, where) for stage, name in ROBUSTNESS_RUNS.items()
-            if stage != "rules" or (where / name).is_file()}
+            if stage not in OPTIONAL_ROBUSTNESS_RUNS or (where / name).is_file()}
     out = {stage: {"commit": run["commit"], "date": run["date"], "n_images": run["n_images"],
                    "cpu": run["hardware"]["cpu"], "networks": run.get("networks", "reference")} for stage, run in runs.items()}
     out["stages"] = list(runs)
@@ -996,7 +1000,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 __all__ += ["read_benchmark", "size_handling", "finetune_tissue", "FINETUNE_TISSUE_RUNS", "large_images", "robustness", "ROBUSTNESS_RUNS",
-            "markdown_table"]
+            "OPTIONAL_ROBUSTNESS_RUNS", "markdown_table"]
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

@@ -290,3 +290,10 @@ def test_robustness_compares_before_and_after_on_the_images_both_scored(tmp_path
     found = records.robustness(tmp_path)
     assert found["stages"] == ["before", "rules", "after"] and found["rules"]["commit"] == "c"
     assert found["perturbations"]["dim"]["rules"] == pytest.approx(0.3) and found["perturbations"]["dim"]["n"] == 2
+    # networks trained for robustness and not shipped: a fourth stage, after the shipped one
+    robust = run("d", {"native": {"i1": 0.5, "i2": 0.4, "i3": 0.8}, "dim": {"i1": 0.5, "i2": 0.2, "i3": 0.7}})
+    (tmp_path / "robustness_robust_networks.json").write_text(json.dumps(robust))
+    found = records.robustness(tmp_path)
+    assert found["stages"] == ["before", "rules", "after", "robust"] and found["robust"]["commit"] == "d"
+    dim = found["perturbations"]["dim"]
+    assert dim["robust"] == pytest.approx(0.35) and dim["native_robust"] == pytest.approx(0.45) and dim["n"] == 2
