@@ -73,3 +73,16 @@ def test_the_shipped_reference_networks_are_small_and_load_without_training():
     image = np.zeros((40, 40, 3), np.uint8)
     image[10:20, 10:20] = 200
     assert nucleitut.segment(image, tta=False, size=False).shape == (40, 40)
+
+
+def test_make_reference_refuses_a_results_record_with_no_record(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("make_reference", Path(__file__).resolve().parents[1] / "tools" / "make_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for extra in (["--record", "r.json"], ["--settings-from-record"]):
+        with pytest.raises(SystemExit) as stopped:
+            module.main(["--models", "m", "--data", "d", "--no-record", *extra])
+        assert stopped.value.code == 2 and "--no-record excludes" in capsys.readouterr().err

@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="the data set the networks were trained on (folder, zip, 'full')")
     parser.add_argument("--out", default=str(pretrained.REFERENCE_DIR))
     parser.add_argument("--record", help="results record to summarise (default: results/<profile>_<pipeline>_tta_tuned.json)")
+    parser.add_argument("--no-record", action="store_true",
+                        help="no results record of these networks exists: reference.json's 'results' stays empty "
+                             "(the settings are then chosen here)")
     parser.add_argument("--no-tta", action="store_true", help="choose the settings without TTA (faster)")
     parser.add_argument("--val-limit", type=int, help="tune on the first N validation images only (for a quick try)")
     parser.add_argument("--settings-from-record", action="store_true",
@@ -90,6 +93,8 @@ def main(argv=None) -> int:
                         help="the reference folder the networks were fine-tuned from (experiments/finetune_robust.py): "
                              "its training record is kept under each network's 'fine_tuned_from'")
     args = parser.parse_args(argv)
+    if args.no_record and (args.record or args.settings_from_record):
+        parser.error("--no-record excludes --record and --settings-from-record")
     origin = json.loads((Path(args.fine_tuned_from) / "reference.json").read_text()) if args.fine_tuned_from else None
 
     segmenter = Pipeline.load(Path(args.models), args.pipeline, args.profile)
@@ -148,7 +153,7 @@ def main(argv=None) -> int:
                      **({"fine_tuned_from": origin["trained"][n]} if origin else {})}
                  for n in pipeline.networks},
         data=dataset.describe(),
-        results=_record_summary(record_path),
+        results=None if args.no_record else _record_summary(record_path),
         made={"command": "python tools/make_reference.py " + " ".join(_portable(a) for a in (sys.argv[1:] if argv is None else argv)),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "commit": environment["commit"], "versions": environment["versions"], "hardware": environment["hardware"]},
