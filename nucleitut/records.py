@@ -955,9 +955,11 @@ def robustness(folder: str | os.PathLike | None = None) -> dict:
     -------
     dict
         ``stages``: the stages found, in order; per stage ``commit``, ``date``, ``n_images``,
-        ``cpu``, ``networks``; ``perturbations``: name -> ``why`` (the strength and why it is
+        ``cpu``, ``networks``, ``native_all`` (mean Kaggle score of every image it scored as
+        it is); ``perturbations``: name -> ``why`` (the strength and why it is
         realistic), ``n`` (the images every stage scored), per stage ``native_<stage>`` and
-        ``<stage>`` (mean Kaggle scores on those images), ``drop_after`` (native minus
+        ``<stage>`` (mean Kaggle scores on those images) and ``<stage>_all`` (on every image
+        that stage scored), ``drop_after`` (native minus
         perturbed, the shipped state), ``max_time_ratio_after`` (the slowest image's time over
         its native time) and ``n_after`` with ``drop_after_all`` (on every image the shipped
         state scored).
@@ -966,7 +968,8 @@ def robustness(folder: str | os.PathLike | None = None) -> dict:
     runs = {stage: read_benchmark(name, where) for stage, name in ROBUSTNESS_RUNS.items()
             if stage not in OPTIONAL_ROBUSTNESS_RUNS or (where / name).is_file()}
     out = {stage: {"commit": run["commit"], "date": run["date"], "n_images": run["n_images"],
-                   "cpu": run["hardware"]["cpu"], "networks": run.get("networks", "reference")} for stage, run in runs.items()}
+                   "cpu": run["hardware"]["cpu"], "networks": run.get("networks", "reference"),
+                   "native_all": run["summary"]["native"]["mean"]} for stage, run in runs.items()}
     out["stages"] = list(runs)
     out["perturbations"] = {}
     for name, why in runs["after"]["perturbations"].items():
@@ -980,6 +983,7 @@ def robustness(folder: str | os.PathLike | None = None) -> dict:
             "why": why["why"], "n": len(common),
             **{f"native_{stage}": float(np.mean([native[stage][i] for i in common])) for stage in runs},
             **{stage: float(np.mean([by_id[stage][i] for i in common])) for stage in runs},
+            **{f"{stage}_all": run["summary"][name]["mean"] for stage, run in runs.items()},
             "n_after": summary["n"], "drop_after_all": summary["drop"], "max_time_ratio_after": summary["max_time_ratio"],
         }
         out["perturbations"][name]["drop_after"] = out["perturbations"][name]["native_after"] - out["perturbations"][name]["after"]

@@ -86,3 +86,15 @@ def test_make_reference_refuses_a_results_record_with_no_record(capsys):
         with pytest.raises(SystemExit) as stopped:
             module.main(["--models", "m", "--data", "d", "--no-record", *extra])
         assert stopped.value.code == 2 and "--no-record excludes" in capsys.readouterr().err
+
+
+def test_the_robust_networks_in_the_repository_load_and_say_how_they_were_trained():
+    folder = pretrained.ROBUST_DIR
+    assert (folder / "reference.json").is_file(), f"{folder}: the robust networks (tools/make_reference.py --no-record)"
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 10e6, f"robust networks take {size / 1e6:.1f} MB (limit 10 MB)"
+    networks, info = pretrained.load_reference(folder)
+    assert set(networks) == {"M3", "B1"} and info["pipeline"] == "M3B1"
+    assert all(run["augmentation"] == "robust" and run["epochs"] == 35 for run in info["trained"].values())
+    assert info["results"] is None and info["postprocess_chosen_on"].startswith("validation")
+    assert "/work/" not in json.dumps(info) and "/tmp/" not in json.dumps(info)

@@ -268,7 +268,8 @@ def test_stored_records_hold_no_machine_paths():
 def test_robustness_compares_before_and_after_on_the_images_both_scored(tmp_path):
     def run(commit, scores):
         rows = {name: [{"id": i, "score": s} for i, s in by_id.items()] for name, by_id in scores.items()}
-        summary = {name: {"n": len(v), "drop": 0.5, "max_time_ratio": 1.5} for name, v in scores.items()}
+        summary = {name: {"n": len(v), "mean": float(np.mean(list(v.values()))), "drop": 0.5, "max_time_ratio": 1.5}
+                   for name, v in scores.items()}
         return {"commit": commit, "date": "2026-12-07", "n_images": len(scores["native"]), "hardware": {"cpu": "x"},
                 "perturbations": {"dim": {"why": "darker"}, "jpeg": {"why": "web"}}, "rows": rows, "summary": summary}
 
@@ -297,3 +298,6 @@ def test_robustness_compares_before_and_after_on_the_images_both_scored(tmp_path
     assert found["stages"] == ["before", "rules", "after", "robust"] and found["robust"]["commit"] == "d"
     dim = found["perturbations"]["dim"]
     assert dim["robust"] == pytest.approx(0.35) and dim["native_robust"] == pytest.approx(0.45) and dim["n"] == 2
+    # ... and on every image each stage scored
+    assert dim["robust_all"] == pytest.approx(0.4667, abs=1e-4) and dim["before_all"] == pytest.approx(0.2)
+    assert found["robust"]["native_all"] == pytest.approx(0.5667, abs=1e-4) and found["after"]["native_all"] == pytest.approx(0.6333, abs=1e-4)
