@@ -129,7 +129,7 @@ def cmd_segment(args) -> int:
 
     Exit status: 0 every image segmented, 1 some failed (each named on stderr), 2 usage
     error (nothing segmented)."""
-    from . import config, images, outputs
+    from . import config, images, outputs, sizing
     from .pipeline import Pipeline, SegmentOptions
 
     source, target = Path(args.input), Path(args.output)
@@ -151,6 +151,7 @@ def cmd_segment(args) -> int:
         options = SegmentOptions(
             tta=not args.no_tta, size=not args.no_size, diameter=args.diameter, scale=args.scale, channel=args.channel,
             normalize="never" if args.no_normalize else ("always" if args.normalize else "auto"), fuse_scales=args.fuse_scales,
+            cost_bound=None if args.no_cost_bound else sizing.COST_BOUND,
         )
         pipeline = Pipeline.reference() if models is None else Pipeline.load(models, args.pipeline, args.profile)
     except FileNotFoundError as error:
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--no-tta", action="store_true", help="without test-time augmentation (about 4x faster)")
     segment.add_argument("--fuse-scales", action="store_true",
                          help="also predict at 0.71 and 1.41 times the chosen scale and fuse (3.5 times the pixels to predict; helps a little when the size estimate is off)")
+    segment.add_argument("--no-cost-bound", action="store_true",
+                         help="all TTA views and no cap on an estimated enlargement (by default an image the size estimate enlarges costs at most about twice its time at its own size)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--no-size", action="store_true", help="segment at the native scale: better for images whose nuclei have the training images' size, fails on other sizes")
     segment.add_argument("--no-normalize", action="store_true", help="old intensity rule: min..max of each image (shows the failure on 16-bit images)")

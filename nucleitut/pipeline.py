@@ -75,6 +75,12 @@ class SegmentOptions:
         Also predict at the neighbouring scales (:data:`nucleitut.sizing.NEIGHBOUR_SCALES`)
         and fuse the outputs: forgives a wrong size estimate a little, for 3.5 times the
         pixels to predict.
+    cost_bound : float, optional
+        An image the estimate enlarges costs at most this many times its default segmentation
+        at its own size (:data:`nucleitut.sizing.COST_BOUND`): fewer TTA views, and the
+        enlargement capped (:func:`nucleitut.sizing.views_within`,
+        :func:`nucleitut.sizing.max_enlargement`). None: no bound. A given ``diameter`` or
+        ``scale`` is never bounded; ``fuse_scales`` multiplies the cost as it says.
 
     >>> SegmentOptions(diameter=-3)
     Traceback (most recent call last):
@@ -89,12 +95,15 @@ class SegmentOptions:
     channel: int | None = None
     normalize: str | bool = "auto"
     fuse_scales: bool = False
+    cost_bound: float | None = sizing.COST_BOUND
 
     def __post_init__(self):
         if self.diameter is not None and not self.diameter > 0:
             raise ValueError(f"diameter must be a positive number of pixels, got {self.diameter}")
         if self.scale is not None and not self.scale > 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
+        if self.cost_bound is not None and not self.cost_bound >= 1:
+            raise ValueError(f"cost_bound must be at least 1 (times the cost at the image's own size), got {self.cost_bound}")
 
 
 @dataclasses.dataclass
@@ -112,6 +121,7 @@ class Segmentation:
     seconds: float  #: the whole segmentation
     seconds_size: float = 0.0  #: of which the size estimate
     image: np.ndarray | None = dataclasses.field(default=None, repr=False)  #: the RGB uint8 image the networks saw (original size)
+    views: int = 1  #: TTA views the networks saw (fewer than asked when the cost bound cut them)
 
     @property
     def count(self) -> int:
@@ -120,8 +130,9 @@ class Segmentation:
     def summary(self) -> str:
         """One line: count, diameter, scale, intensity handling, time."""
         diameter = f"{self.diameter:.1f} px ({self.diameter_source})" if self.diameter is not None else self.diameter_source
+        views = f", {self.views} TTA view{'s' if self.views > 1 else ''}" if self.views > 1 or self.scale > 1 else ""
         return (
-            f"{self.name}: {self.count} nuclei, diameter {diameter}, scale {self.scale:.3g}, "
+            f"{self.name}: {self.count} nuclei, diameter {diameter}, scale {self.scale:.3g}{views}, "
             f"intensities {self.intensity}, {self.seconds:.1f} s"
         )
 
@@ -386,25 +397,34 @@ class Pipeline:
         start = time.perf_counter()
         rgb, intensity = images.prepare_image(image, channel=options.channel, normalize=options.normalize, name=name)
         diameter, known = None, None
+        tta = predict.DEFAULT_TTA if options.tta else False
         if options.scale is not None:
             scale, source = float(options.scale), "given scale"
         elif options.diameter is not None:
             diameter = float(options.diameter)
             scale, source = sizing.scale_for(diameter, self.training_diameter, band=None), "given"
         elif options.size:
-            estimate = sizing.estimate_diameter(rgb, self.foreground, self.training_diameter, band=self.size_band)
+            bound = options.cost_bound
+            networks, views = len(self.networks), len(predict.DEFAULT_TTA)
+            limit = None if bound is None else sizing.max_enlargement(networks, views, bound)
+            estimate = sizing.estimate_diameter(rgb, self.foreground, self.training_diameter, band=self.size_band,
+                                                max_scale=limit)
             diameter, scale = estimate.diameter, estimate.scale
             source = estimate.untrusted or ("estimated" if diameter is not None else "no nuclei found")
+            if estimate.capped:
+                source += f" (enlargement capped at {limit:.2f}x: cost bound)"
             # The estimate's first pass over the image as it is is one of the segmentation's
             # views when the image is not rescaled: reused, not predicted again.
             known = estimate.native_outputs if scale == 1.0 else None
+            if options.tta and bound is not None and scale > 1.0:
+                tta = predict.DEFAULT_TTA[: sizing.views_within(scale, networks, views, bound)]
         else:
             scale, source = 1.0, "not estimated"
         seconds_size = time.perf_counter() - start
-        labels = self(sizing.rescale_image(rgb, scale), tta=options.tta, fuse_scales=options.fuse_scales, known=known)
+        labels = self(sizing.rescale_image(rgb, scale), tta=tta, fuse_scales=options.fuse_scales, known=known)
         labels = sizing.rescale_labels(labels, rgb.shape[:2])
         return Segmentation(labels, name, diameter, source, float(scale), intensity, time.perf_counter() - start,
-                            seconds_size, rgb)
+                            seconds_size, rgb, views=len(tta) if tta else 1)
 
 
 def as_networks(models: dict, profile: str | None = None, seed: int = 0) -> dict:

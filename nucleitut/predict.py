@@ -540,7 +540,7 @@ def ensemble_predict(
 
 
 
-def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size: int = TILE_SIZE, blocks: int | None = None,
+def predict_probabilities(model, image: np.ndarray, tta: bool | Sequence[str] = False, tile_size: int = TILE_SIZE, blocks: int | None = None,
                           as_is: np.ndarray | None = None) -> np.ndarray:
     """Network output for an RGB ``uint8`` image of any size, optionally with TTA.
 
@@ -551,7 +551,8 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
     (:data:`DEFAULT_TTA`: identity, up-down flip, left-right flip, 90° rotation) are fused:
     object channels averaged, the border/boundary channel maximised. ``as_is``: this
     function's output for the image without TTA, when already made (the size estimate's
-    first pass), so that view is not predicted twice.
+    first pass), so that view is not predicted twice. ``tta`` may also name the views
+    (:data:`DIHEDRAL_TRANSFORMS`), e.g. ``DEFAULT_TTA[:2]``.
 
     Returns
     -------
@@ -574,6 +575,7 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False, tile_size
     if not tta:
         return predict(image) if as_is is None else as_is
     channels = model.output_shape[-1]
-    return tta_predict(predict, image, border_channel=BORDER if channels == 3 else None,
+    return tta_predict(predict, image, DEFAULT_TTA if tta is True else tuple(tta),
+                       border_channel=BORDER if channels == 3 else None,
                        known=None if as_is is None else {"identity": as_is})
 

@@ -44,6 +44,10 @@ __all__ = [
     "ESTIMATE_WINDOW",
     "resize_output",
     "NEIGHBOUR_SCALES",
+    "COST_BOUND",
+    "segmentation_cost",
+    "views_within",
+    "max_enlargement",
 ]
 
 #: Bounds of the rescaling factor: beyond them the image would be too coarse to hold
@@ -83,6 +87,19 @@ ESTIMATE_WINDOW = 1024
 NEIGHBOUR_SCALES = (2 ** -0.5, 2 ** 0.5)
 #: A shrunk probe is skipped when the image's shorter side would fall under this many pixels.
 MIN_PROBE_SIDE = 32
+#: Cost bound of the size handling (this project's choice, issue 31): an image the estimate
+#: enlarges costs at most this many times the network passes of its default segmentation
+#: (TTA) at its own size (:func:`segmentation_cost`): fewer TTA views at an enlarged scale
+#: (:func:`views_within`) and no enlargement beyond :func:`max_enlargement` (M3B1: 2.0x), so that
+#: an estimate from noise cannot make an image take many times its time. Measured times run
+#: 10-30 % above the pass count (the tiles of an enlarged image overlap), so 1.6 in passes keeps
+#: every image within about twice its time. Chosen on 30 validation images at the scales 1, 0.5,
+#: 2 and 3 against no bound (experiments/check_cost_bound.py,
+#: experiments/results/cost_bound_1.6_validation.json, rule written before it ran): mean score
+#: 0.4122 -> 0.4130 (scale 1: -0.008, halved images +0.012), slowest image 2.09x its time at its
+#: own size (no bound: 7.3x). A bound of 2.0 kept the scores but let an image take 3.4x
+#: (experiments/LAB_NOTES.md, "a cost bound for enlarged images").
+COST_BOUND = 1.6
 #: Median over the training images of :func:`typical_diameter` of their true nuclei, in
 #: pixels: ``nucleus_size_statistics(load_dataset("full"), split.train)["median_diameter"]``
 #: on the fixed stage1_train (435 training images; 16.3 px, where the median equivalent
@@ -209,6 +226,45 @@ def scale_for(diameter: float | None, target: float, band: tuple[float, float] |
     return float(np.clip(scale, *SCALE_RANGE))
 
 
+def segmentation_cost(scale: float, networks: int, views: int) -> float:
+    """Network passes of :meth:`nucleitut.pipeline.Pipeline.segment` with the size estimate, in
+    passes of one network over the image's own pixels: the probes (:data:`PROBE_SCALES`, one
+    network), the estimate's second pass at ``scale`` (none at 1) and ``networks`` x ``views``
+    passes at ``scale`` (at the image's own size one view of the probe's network is reused).
+
+    >>> segmentation_cost(1.0, 2, 4), segmentation_cost(2.0, 2, 1)    # M3B1, TTA; enlarged 2x, one view
+    (8.3125, 13.3125)
+    """
+    probes = sum(p * p for p in PROBE_SCALES)
+    if scale == 1.0:
+        return probes + networks * views - 1
+    return probes + scale * scale * (1 + networks * views)
+
+
+def views_within(scale: float, networks: int, views: int = 4, bound: float = COST_BOUND) -> int:
+    """How many of ``views`` TTA views an image enlarged by ``scale`` gets within ``bound`` times
+    the cost of its segmentation with all views at its own size (:func:`segmentation_cost`);
+    at least one.
+
+    >>> [views_within(s, 2) for s in (1.0, 1.2, 1.3, 1.5, 1.75)]    # M3B1
+    [4, 3, 3, 2, 1]
+    """
+    budget = bound * segmentation_cost(1.0, networks, views)
+    fitting = [v for v in range(1, views + 1) if segmentation_cost(scale, networks, v) <= budget]
+    return max(fitting, default=1)
+
+
+def max_enlargement(networks: int, views: int = 4, bound: float = COST_BOUND) -> float:
+    """The largest scale at which one view stays within ``bound`` times the cost of the image's
+    segmentation with all ``views`` at its own size (:func:`segmentation_cost`).
+
+    >>> round(max_enlargement(2), 2), round(max_enlargement(1), 2)    # M3B1; one network
+    (2.0, 1.67)
+    """
+    probes = sum(p * p for p in PROBE_SCALES)
+    return float(np.sqrt((bound * segmentation_cost(1.0, networks, views) - probes) / (1 + networks)))
+
+
 def rescale_image(image: np.ndarray, scale: float, order: int | None = None) -> np.ndarray:
     """Rescale an RGB ``uint8`` image (cubic when enlarging; linear, anti-aliased, when shrinking).
 
@@ -295,6 +351,8 @@ class SizeEstimate:
     native_outputs: dict | None = None
     #: Why the estimate is not used (the image is segmented at its own size); None when it is.
     untrusted: str | None = None
+    #: The scale was cut to ``max_scale`` (the cost bound) from a larger enlargement.
+    capped: bool = False
 
 
 #: A pipeline's cheap first pass: an RGB ``uint8`` image in, its foreground mask and the
@@ -303,7 +361,8 @@ Foreground = Callable[[np.ndarray], "tuple[np.ndarray, dict]"]
 
 
 def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
-                      band: tuple[float, float] | None = TRAINING_SIZE_BAND) -> SizeEstimate:
+                      band: tuple[float, float] | None = TRAINING_SIZE_BAND,
+                      max_scale: float | None = None) -> SizeEstimate:
     """Typical nucleus diameter of an RGB ``uint8`` image (pixels) and the scale to use.
 
     First passes (one network, no TTA) at the probe scales :data:`PROBE_SCALES` (the image as
@@ -332,6 +391,9 @@ def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
         The training images' median diameter.
     band : (float, float) or None
         Diameters left as they are (:func:`scale_for`).
+    max_scale : float, optional
+        No enlargement beyond this factor, in the second pass and in the scale returned
+        (:func:`max_enlargement`: the pipeline's cost bound); ``capped`` says when it applied.
 
     Returns
     -------
@@ -341,15 +403,18 @@ def estimate_diameter(image: np.ndarray, foreground: Foreground, target: float,
     """
     native = None
     if max(image.shape[:2]) > 2 * ESTIMATE_WINDOW:
-        windows = [_estimate(window, foreground, target) for window in estimate_windows(image)]
+        windows = [_estimate(window, foreground, target, max_scale) for window in estimate_windows(image)]
         found = [d for d, _, untrusted in windows if d is not None and untrusted is None]
         diameter = float(np.median(found)) if found else None
         untrusted = next((u for d, _, u in windows if u is not None), None) if not found else None
     else:
-        diameter, native, untrusted = _estimate(image, foreground, target)
+        diameter, native, untrusted = _estimate(image, foreground, target, max_scale)
     if diameter is None or untrusted is not None:
         return SizeEstimate(diameter, 1.0, native, untrusted)
-    return SizeEstimate(diameter, scale_for(diameter, target, band), native)
+    scale = scale_for(diameter, target, band)
+    if max_scale is not None and scale > max_scale:
+        return SizeEstimate(diameter, max_scale, native, capped=True)
+    return SizeEstimate(diameter, scale, native)
 
 
 def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndarray]:
@@ -370,7 +435,8 @@ def estimate_windows(image: np.ndarray, side: int | None = None) -> list[np.ndar
     return windows
 
 
-def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple[float | None, dict, str | None]:
+def _estimate(image: np.ndarray, foreground: Foreground, target: float,
+              max_scale: float | None = None) -> tuple[float | None, dict, str | None]:
     """The probes and the second pass of :func:`estimate_diameter` on one image; also the
     native probe's network output and why the estimate is not trusted (None: trusted)."""
     measured, native = {}, {}
@@ -383,7 +449,7 @@ def _estimate(image: np.ndarray, foreground: Foreground, target: float) -> tuple
     diameter = combine_probes(measured)
     if diameter is None:
         return None, native, None
-    scale = scale_for(diameter, target, band=None)
+    scale = min(scale_for(diameter, target, band=None), max_scale or np.inf)
     if scale != 1.0:  # the second pass looks again at the size the probes suggest
         second = typical_diameter(foreground(rescale_image(image, scale, order=1))[0])
         if second is not None:

@@ -182,6 +182,35 @@ def test_size_estimate_rescales_large_nuclei_and_maps_labels_back():
     assert fixed.diameter_source == "given scale" and fixed.scale == 0.5 and fixed.labels.shape == image.shape
 
 
+def test_the_cost_bound_caps_an_estimated_enlargement_and_cuts_the_tta_views(monkeypatch):
+    from nucleitut import predict
+
+    image, count = discs_image(7, shape=(120, 120), spacing=14)  # small nuclei: the estimate asks for ~2.2x
+    pipe = brightness_pipeline()  # one network: a single view fits the bound up to 1.91x
+    limit = sizing.max_enlargement(1)
+    calls = []
+    original = predict.predict_image
+    monkeypatch.setattr(predict, "predict_image", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    free = pipe.segment(image, cost_bound=None)
+    assert free.scale > limit * 1.05 and free.views == len(predict.DEFAULT_TTA) and "cost bound" not in free.diameter_source
+    calls.clear()
+    bounded = pipe.segment(image)
+    assert bounded.scale == pytest.approx(limit) and bounded.views == 1
+    assert bounded.diameter == pytest.approx(free.diameter, rel=0.15) and bounded.count == count
+    assert bounded.diameter_source == f"estimated (enlargement capped at {limit:.2f}x: cost bound)"
+    assert "1 TTA view," in bounded.summary()
+    # the probes at 1 and 1/2 (a quarter of 120 px is under 32 px: skipped), the second pass, one view
+    assert len(calls) == 2 + 1 + 1
+    # within the bound's cost, counted in passes over the image's own pixels
+    cost = sizing.segmentation_cost(bounded.scale, 1, bounded.views)
+    assert cost <= sizing.COST_BOUND * sizing.segmentation_cost(1.0, 1, len(predict.DEFAULT_TTA)) + 1e-9
+    # a diameter the user gives is not bounded
+    given = pipe.segment(image, diameter=7)
+    assert given.scale == pytest.approx(pipe.training_diameter / 7) and given.views == len(predict.DEFAULT_TTA)
+    with pytest.raises(ValueError, match="cost_bound"):
+        SegmentOptions(cost_bound=0.5)
+
+
 def test_the_pipelines_own_training_size_and_band_decide_the_rescaling():
     image, _ = discs_image(21, shape=(300, 300))  # inside the default band: left as it is
     assert sizing.TRAINING_SIZE_BAND[0] <= 21 <= sizing.TRAINING_SIZE_BAND[1]
