@@ -220,7 +220,7 @@ def main(argv=None) -> int:
                          "seconds": round(seconds, 3), "pixels": int(image.shape[0] * image.shape[1]),
                          "scale": round(float(found.scale), 4),
                          "diameter": None if found.diameter is None else round(float(found.diameter), 2),
-                         "diameter_source": found.diameter_source,
+                         "diameter_source": found.diameter_source, "views": found.views,
                          "true_diameter": sizing.typical_diameter(truth > 0), "intensity": found.intensity})
         result["rows"][name] = rows
         save()
