@@ -961,7 +961,9 @@ def robustness(folder: str | os.PathLike | None = None) -> dict:
         ``<stage>`` (mean Kaggle scores on those images) and ``<stage>_all`` (on every image
         that stage scored), ``drop_after`` (native minus
         perturbed, the shipped state), ``max_time_ratio_after`` (the slowest image's time over
-        its native time) and ``n_after`` with ``drop_after_all`` (on every image the shipped
+        its native time), ``max_time_ratio_per_pixel_after`` (the same per pixel, where the
+        run counted pixels; else the ratio itself), ``max_time_ratio_own_size_after`` (per pixel,
+        over the same image segmented at its own size; None where the run has no such rows) and ``n_after`` with ``drop_after_all`` (on every image the shipped
         state scored).
     """
     where = Path(folder) if folder is not None else config.results_dir() / "benchmarks"
@@ -985,6 +987,8 @@ def robustness(folder: str | os.PathLike | None = None) -> dict:
             **{stage: float(np.mean([by_id[stage][i] for i in common])) for stage in runs},
             **{f"{stage}_all": run["summary"][name]["mean"] for stage, run in runs.items()},
             "n_after": summary["n"], "drop_after_all": summary["drop"], "max_time_ratio_after": summary["max_time_ratio"],
+            "max_time_ratio_per_pixel_after": summary.get("max_time_ratio_per_pixel", summary["max_time_ratio"]),
+            "max_time_ratio_own_size_after": summary.get("max_time_ratio_own_size"),
         }
         out["perturbations"][name]["drop_after"] = out["perturbations"][name]["native_after"] - out["perturbations"][name]["after"]
     return out

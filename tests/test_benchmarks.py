@@ -67,3 +67,8 @@ def test_robustness_perturbations_keep_the_labels_and_summaries_pair_images():
     native["a"]["pixels"] = native["b"]["pixels"] = 100
     # a: 3x the time for 4x the pixels (0.75 per pixel); b: 1x the time, same pixels
     assert summarise(rows, native)["max_time_ratio_per_pixel"] == pytest.approx(1.0)
+    # against each image at its own size (size=False): b took 1 s there and 1 s here, a 1 s for
+    # 100 pixels there and 3 s for 400 here (0.75 per pixel)
+    own = {"a": {"seconds": 1.0, "pixels": 100}, "b": {"seconds": 0.5, "pixels": 100}}
+    assert summarise(rows, native, own)["max_time_ratio_own_size"] == pytest.approx(2.0)
+    assert "max_time_ratio_own_size" not in summarise(rows, native)

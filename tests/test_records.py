@@ -285,6 +285,11 @@ def test_robustness_compares_before_and_after_on_the_images_both_scored(tmp_path
     assert dim["native_after"] == pytest.approx(0.5) and dim["drop_after"] == pytest.approx(0.05)
     assert dim["n_after"] == 3 and found["before"]["commit"] == "a" and found["after"]["n_images"] == 3
     assert found["stages"] == ["before", "after"]
+    assert dim["max_time_ratio_after"] == dim["max_time_ratio_per_pixel_after"] == 1.5  # no pixel counts: the ratio
+    after["summary"]["dim"]["max_time_ratio_per_pixel"] = 1.1
+    (tmp_path / "robustness.json").write_text(json.dumps(after))
+    assert records.robustness(tmp_path)["perturbations"]["dim"]["max_time_ratio_per_pixel_after"] == 1.1
+    assert dim["max_time_ratio_own_size_after"] is None  # a run without rows at the images' own size
     # the rules with the networks of their time, kept when the networks changed: a third stage
     rules = run("c", {"native": {"i1": 0.6, "i2": 0.4}, "dim": {"i1": 0.3, "i2": 0.3}})
     (tmp_path / "robustness_rules.json").write_text(json.dumps(rules))
